@@ -1,0 +1,1 @@
+"""Litesubs: prepaid credit packs for creators, paid with Stripe and spent over time."""

@@ -1,0 +1,3 @@
+from litesubs.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,43 @@
+"""Operator commands: `python -m litesubs <command>`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from litesubs.settings import SettingsError, get_settings
+
+
+def _migrate(_args: argparse.Namespace) -> int:
+    from litesubs.migrations import migrate
+
+    migrate()
+    print("Database is up to date.")
+    return 0
+
+
+def _check_config(_args: argparse.Namespace) -> int:
+    settings = get_settings()
+    mode = "test mode (no real payments)" if settings.test_mode else "Stripe"
+    print(f"Configuration OK: database {settings.database_url.split('://', 1)[0]}, payments: {mode}.")
+    return 0
+
+
+COMMANDS = {
+    "migrate": (_migrate, "apply pending database migrations"),
+    "check-config": (_check_config, "validate the configuration from the environment"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m litesubs", description="Litesubs operator commands")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (_handler, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text)
+    args = parser.parse_args(argv)
+    try:
+        get_settings()
+        return COMMANDS[args.command][0](args)
+    except SettingsError as error:
+        print(f"litesubs: configuration error: {error}", file=sys.stderr)
+        return 2

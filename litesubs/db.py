@@ -1,0 +1,81 @@
+"""Engine and sessions: SQLite by default, PostgreSQL (psycopg 3) through DATABASE_URL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlmodel import Session
+
+from litesubs.settings import get_settings
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def make_engine(database_url: str) -> Engine:
+    """An engine tuned for our workload.
+
+    On SQLite, pysqlite's own transaction handling is switched off so that we emit BEGIN
+    ourselves: plain transactions are deferred, and `write_session` begins IMMEDIATE, which takes
+    the database write lock up front (SQLite's equivalent of locking the customer row).
+    """
+    if database_url.startswith("sqlite"):
+        engine = create_engine(database_url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _configure_sqlite_connection)
+        event.listen(engine, "begin", _begin_sqlite_transaction)
+        return engine
+    return create_engine(database_url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+
+
+def _configure_sqlite_connection(dbapi_connection, _record) -> None:
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _begin_sqlite_transaction(connection) -> None:
+    mode = "IMMEDIATE" if connection.get_execution_options().get("litesubs_write") else "DEFERRED"
+    connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+@lru_cache(maxsize=1)
+def get_engine() -> Engine:
+    """The process-wide engine for the configured DATABASE_URL."""
+    return make_engine(get_settings().database_url)
+
+
+@contextmanager
+def read_session(engine: Engine | None = None) -> Iterator[Session]:
+    """A session for reads and ordinary writes; the caller commits."""
+    with Session(engine or get_engine(), expire_on_commit=False) as session:
+        yield session
+
+
+@contextmanager
+def write_session(engine: Engine | None = None) -> Iterator[Session]:
+    """A session whose transaction takes the write lock at BEGIN on SQLite.
+
+    Balance changes use it together with `SELECT ... FOR UPDATE` on the customer row, which is
+    the lock on PostgreSQL. The block commits on success and rolls back on error.
+    """
+    bind = (engine or get_engine()).execution_options(litesubs_write=True)
+    with Session(bind, expire_on_commit=False) as session, session.begin():
+        yield session
+
+
+def database_answers(engine: Engine | None = None) -> bool:
+    """True when a trivial query succeeds; used by the health check."""
+    try:
+        with (engine or get_engine()).connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception:  # noqa: BLE001 - any failure means "not healthy"
+        return False
+    return True

@@ -1,0 +1,232 @@
+"""SQLModel tables: the data model of DESIGN.md, with the invariants enforced by the database too.
+
+Times are timezone-aware UTC datetimes (SQLModel's UTCDateTime: `timestamptz` on PostgreSQL,
+UTC without offset on SQLite); `utcnow()` makes them.
+Money is an integer amount of minor units with its ISO currency.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Index, Integer, Text, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """Now, as the aware UTC datetime every table stores."""
+    return datetime.now(UTC)
+
+
+def _fk(target: str, *, nullable: bool = False, index: bool = True) -> Column:
+    return Column(Integer, ForeignKey(target, ondelete="RESTRICT"), nullable=nullable, index=index)
+
+
+class User(SQLModel, table=True):
+    """A person with an account; any user can be a creator and a buyer."""
+
+    __tablename__ = "user"
+    __table_args__ = (CheckConstraint("email = lower(email)", name="ck_user_email_normalised"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320, unique=True)
+    name: str = Field(max_length=120)
+    password_hash: str = Field(max_length=80)
+    is_active: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class UserSession(SQLModel, table=True):
+    """A sign-in: the browser holds the random token, the database only its SHA-256."""
+
+    __tablename__ = "user_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(sa_column=_fk("user.id"))
+    token_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_seen_at: datetime = Field(default_factory=utcnow)
+    idle_expires_at: datetime
+    absolute_expires_at: datetime
+    revoked_at: datetime | None = None
+
+
+class LoginAttempt(SQLModel, table=True):
+    """One failed or throttled sign-in attempt, keyed by email or client, for rate limiting."""
+
+    __tablename__ = "login_attempt"
+    __table_args__ = (Index("ix_login_attempt_key_time", "key", "attempted_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=400)
+    attempted_at: datetime = Field(default_factory=utcnow)
+
+
+class Pack(SQLModel, table=True):
+    """A credit pack a creator sells through a shared link."""
+
+    __tablename__ = "pack"
+    __table_args__ = (
+        CheckConstraint("price_amount > 0", name="ck_pack_price_positive"),
+        CheckConstraint("credits > 0", name="ck_pack_credits_positive"),
+        CheckConstraint("length(currency) = 3 AND currency = upper(currency)", name="ck_pack_currency_iso"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    public_id: str = Field(max_length=32, unique=True)
+    creator_id: int = Field(sa_column=_fk("user.id"))
+    name: str = Field(max_length=80)
+    description: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    price_amount: int = Field(sa_column=Column(BigInteger, nullable=False))
+    currency: str = Field(max_length=3)
+    credits: int = Field(sa_column=Column(BigInteger, nullable=False))
+    expires_at: datetime | None = None
+    is_active: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Customer(SQLModel, table=True):
+    """The relationship between a creator and a buyer, with the cached credit balance."""
+
+    __tablename__ = "customer"
+    __table_args__ = (
+        UniqueConstraint("creator_id", "buyer_id", name="uq_customer_creator_buyer"),
+        CheckConstraint("balance >= 0", name="ck_customer_balance_non_negative"),
+        CheckConstraint("status IN ('active', 'suspended')", name="ck_customer_status"),
+        Index("ix_customer_creator_balance", "creator_id", "balance"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    creator_id: int = Field(sa_column=_fk("user.id", index=False))
+    buyer_id: int = Field(sa_column=_fk("user.id"))
+    status: str = Field(default="active", max_length=16)
+    balance: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Purchase(SQLModel, table=True):
+    """One Checkout Session (Stripe or test mode) for one pack by one customer."""
+
+    __tablename__ = "purchase"
+    __table_args__ = (
+        CheckConstraint("amount >= 0", name="ck_purchase_amount_non_negative"),
+        CheckConstraint("credits > 0", name="ck_purchase_credits_positive"),
+        CheckConstraint("status IN ('pending', 'paid', 'failed', 'refunded', 'mismatch')", name="ck_purchase_status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    creator_id: int = Field(sa_column=_fk("user.id"))
+    customer_id: int = Field(sa_column=_fk("customer.id"))
+    pack_id: int = Field(sa_column=_fk("pack.id"))
+    amount: int = Field(sa_column=Column(BigInteger, nullable=False))
+    currency: str = Field(max_length=3)
+    credits: int = Field(sa_column=Column(BigInteger, nullable=False))
+    stripe_session_id: str = Field(max_length=255, unique=True)
+    stripe_payment_intent_id: str | None = Field(default=None, max_length=255, index=True)
+    status: str = Field(default="pending", max_length=16)
+    created_at: datetime = Field(default_factory=utcnow)
+    paid_at: datetime | None = None
+    refunded_at: datetime | None = None
+
+
+class CreditLot(SQLModel, table=True):
+    """Credits granted at once (one purchase, or one grant), spent down over time."""
+
+    __tablename__ = "credit_lot"
+    __table_args__ = (
+        CheckConstraint("granted > 0", name="ck_lot_granted_positive"),
+        CheckConstraint("remaining >= 0 AND remaining <= granted", name="ck_lot_remaining_in_range"),
+        CheckConstraint("source IN ('purchase', 'grant')", name="ck_lot_source"),
+        CheckConstraint("(source = 'purchase') = (purchase_id IS NOT NULL)", name="ck_lot_purchase_source"),
+        Index(
+            "ix_credit_lot_open",
+            "customer_id",
+            "expires_at",
+            postgresql_where=text("remaining > 0"),
+            sqlite_where=text("remaining > 0"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(sa_column=_fk("customer.id"))
+    source: str = Field(max_length=16)
+    purchase_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("purchase.id"), nullable=True, unique=True)
+    )
+    granted: int = Field(sa_column=Column(BigInteger, nullable=False))
+    remaining: int = Field(sa_column=Column(BigInteger, nullable=False))
+    expires_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class LedgerEntry(SQLModel, table=True):
+    """One change of a customer's credits. Append-only: never updated, never deleted."""
+
+    __tablename__ = "ledger_entry"
+    __table_args__ = (
+        CheckConstraint("delta <> 0", name="ck_ledger_delta_non_zero"),
+        CheckConstraint("balance_after >= 0", name="ck_ledger_balance_after_non_negative"),
+        CheckConstraint(
+            "kind IN ('purchase', 'adjustment', 'debit', 'credit', 'refund', 'expiry')", name="ck_ledger_kind"
+        ),
+        CheckConstraint("actor_type IN ('creator', 'api_key', 'stripe', 'system', 'buyer')", name="ck_ledger_actor"),
+        Index("ix_ledger_customer_id", "customer_id", "id"),
+        Index("ix_ledger_creator_time", "creator_id", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    creator_id: int = Field(sa_column=_fk("user.id", index=False))
+    customer_id: int = Field(sa_column=_fk("customer.id", index=False))
+    lot_id: int | None = Field(default=None, sa_column=_fk("credit_lot.id", nullable=True, index=False))
+    delta: int = Field(sa_column=Column(BigInteger, nullable=False))
+    balance_after: int = Field(sa_column=Column(BigInteger, nullable=False))
+    kind: str = Field(max_length=16)
+    reason: str = Field(default="", max_length=500)
+    actor_type: str = Field(max_length=16)
+    actor_id: str | None = Field(default=None, max_length=64)
+    idempotency_key: str | None = Field(default=None, max_length=255)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ApiKey(SQLModel, table=True):
+    """A creator's API key; only its SHA-256 and a short visible prefix are stored."""
+
+    __tablename__ = "api_key"
+
+    id: int | None = Field(default=None, primary_key=True)
+    creator_id: int = Field(sa_column=_fk("user.id"))
+    name: str = Field(max_length=80)
+    prefix: str = Field(max_length=16)
+    secret_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class StripeEvent(SQLModel, table=True):
+    """A Stripe event already processed: inserting its id twice fails, so redelivery is a no-op."""
+
+    __tablename__ = "stripe_event"
+
+    id: str = Field(primary_key=True, max_length=255)
+    type: str = Field(max_length=100)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    """The stored outcome (JSON) of an operation that carried an idempotency key (kept >= 24 hours).
+
+    Successes and business refusals are stored and replayed; malformed requests never get here.
+    """
+
+    __tablename__ = "idempotency_record"
+    __table_args__ = (UniqueConstraint("creator_id", "key", name="uq_idempotency_creator_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    creator_id: int = Field(sa_column=_fk("user.id", index=False))
+    key: str = Field(max_length=255)
+    request_hash: str = Field(max_length=64)
+    outcome: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, index=True)

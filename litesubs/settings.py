@@ -1,0 +1,82 @@
+"""Configuration from the environment, read and checked in one place."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlparse
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATABASE_URL = f"sqlite:///{REPO_ROOT / 'litesubs.db'}"
+DEFAULT_BASE_URL = "http://localhost:3000"
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed; the message is one clear line."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    base_url: str
+    stripe_secret_key: str | None
+    stripe_webhook_secret: str | None
+    stripe_api_base: str | None
+    redis_url: str | None
+
+    @property
+    def test_mode(self) -> bool:
+        """Without a Stripe key, payments run in the in-app test mode."""
+        return self.stripe_secret_key is None
+
+
+def _optional(environ: dict[str, str], name: str) -> str | None:
+    value = environ.get(name, "").strip()
+    return value or None
+
+
+def _check_http_url(name: str, value: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise SettingsError(f"{name} must be an http(s) URL such as https://example.com, got {value!r}")
+    return value.rstrip("/")
+
+
+def _check_database_url(value: str) -> str:
+    scheme = urlparse(value).scheme
+    if scheme.startswith("postgres"):
+        return "postgresql+psycopg://" + value.split("://", 1)[1]
+    if scheme.startswith("sqlite"):
+        return value
+    raise SettingsError(f"DATABASE_URL must start with sqlite:// or postgresql://, got {value!r}")
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Read the settings from `environ` (default: the process environment)."""
+    env = dict(os.environ if environ is None else environ)
+    stripe_secret_key = _optional(env, "STRIPE_SECRET_KEY")
+    stripe_webhook_secret = _optional(env, "STRIPE_WEBHOOK_SECRET")
+    if stripe_secret_key and not stripe_secret_key.startswith(("sk_", "rk_")):
+        raise SettingsError("STRIPE_SECRET_KEY must be a Stripe secret key starting with sk_ or rk_")
+    if stripe_secret_key and not stripe_webhook_secret:
+        raise SettingsError("STRIPE_WEBHOOK_SECRET is required when STRIPE_SECRET_KEY is set (whsec_...)")
+    api_base = _optional(env, "STRIPE_API_BASE")
+    redis_url = _optional(env, "REDIS_URL")
+    if redis_url and urlparse(redis_url).scheme not in ("redis", "rediss", "unix"):
+        raise SettingsError(f"REDIS_URL must start with redis:// or rediss://, got {redis_url!r}")
+    return Settings(
+        database_url=_check_database_url(_optional(env, "DATABASE_URL") or DEFAULT_DATABASE_URL),
+        base_url=_check_http_url("LITESUBS_BASE_URL", _optional(env, "LITESUBS_BASE_URL") or DEFAULT_BASE_URL),
+        stripe_secret_key=stripe_secret_key,
+        stripe_webhook_secret=stripe_webhook_secret,
+        stripe_api_base=_check_http_url("STRIPE_API_BASE", api_base) if api_base else None,
+        redis_url=redis_url,
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()
