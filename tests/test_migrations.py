@@ -1,0 +1,43 @@
+"""The schema comes only from Alembic, and the database itself guards the invariants."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Engine, inspect
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, SQLModel
+
+from litesubs.migrations import migrate
+from litesubs.models import Customer, User
+from tests.conftest import create_user
+
+
+def test_migrations_create_every_table(engine: Engine) -> None:
+    tables = set(inspect(engine).get_table_names())
+    assert set(SQLModel.metadata.tables) <= tables
+    assert "alembic_version" in tables
+
+
+def test_migrating_twice_is_a_no_op(database_url: str) -> None:
+    migrate(database_url)
+    migrate(database_url)
+
+
+def test_email_must_be_stored_normalised(engine: Engine) -> None:
+    with Session(engine) as session, pytest.raises(IntegrityError):
+        session.add(User(email="Mixed@Example.com", name="x", password_hash="!"))
+        session.commit()
+
+
+def test_customer_pair_is_unique_and_balance_never_negative(engine: Engine) -> None:
+    creator, buyer = create_user(engine), create_user(engine)
+    with Session(engine) as session:
+        session.add(Customer(creator_id=creator.id, buyer_id=buyer.id))
+        session.commit()
+        session.add(Customer(creator_id=creator.id, buyer_id=buyer.id))
+        with pytest.raises(IntegrityError):
+            session.commit()
+        session.rollback()
+        session.add(Customer(creator_id=buyer.id, buyer_id=creator.id, balance=-1))
+        with pytest.raises(IntegrityError):
+            session.commit()
