@@ -1,0 +1,1 @@
+"""The domain: every rule of Litesubs lives here, free of Reflex and of HTTP."""

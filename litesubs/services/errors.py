@@ -1,0 +1,70 @@
+"""Domain errors: one class per failure kind, each with a stable code and the HTTP status the API uses.
+
+The UI shows `message`; the API turns any `DomainError` into
+`{"error": {"code": ..., "message": ...}}` with `status`.
+"""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    code: str = "error"
+    status: int = 400
+    default_message: str = "The request could not be completed."
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+
+class InvalidRequest(DomainError):
+    """Input that breaks a rule; `field` names the offending field (forms show the message next to it)."""
+
+    code = "invalid_request"
+    status = 422
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class Unauthorized(DomainError):
+    code = "unauthorized"
+    status = 401
+    default_message = "Sign in or send a valid API key."
+
+
+class NotFound(DomainError):
+    """Missing, or belonging to someone else: both look the same from outside."""
+
+    code = "not_found"
+    status = 404
+    default_message = "Not found."
+
+
+class CustomerSuspended(DomainError):
+    code = "customer_suspended"
+    status = 403
+    default_message = "This customer is suspended."
+
+
+class InsufficientCredits(DomainError):
+    code = "insufficient_credits"
+    status = 409
+    default_message = "The customer does not have enough credits."
+
+
+class IdempotencyConflict(DomainError):
+    code = "idempotency_conflict"
+    status = 409
+    default_message = "This Idempotency-Key was already used with a different request."
+
+
+class RateLimited(DomainError):
+    code = "rate_limited"
+    status = 429
+    default_message = "Too many requests. Try again shortly."
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 1) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
