@@ -1,4 +1,4 @@
-"""Shared fixtures: migrated databases (SQLite and PostgreSQL) and small factories."""
+"""Shared fixtures: migrated databases (SQLite and PostgreSQL), the running app, a browser, factories."""
 
 from __future__ import annotations
 
@@ -7,12 +7,19 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
 from sqlalchemy import Engine
 from sqlmodel import Session
 
 from litesubs.db import make_engine
 from litesubs.models import User
+from litesubs.settings import REPO_ROOT
+from tests.app_server import AppServer, start_app_server
+from tests.browser import DESKTOP, PageProblems, launch_chromium
 from tests.databases import postgres_database, postgres_reachable, sqlite_database
+
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+ARTIFACTS.mkdir(exist_ok=True)
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -61,3 +68,33 @@ def create_user(engine: Engine, *, name: str = "Test User", email: str | None = 
         session.add(user)
         session.commit()
     return user
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    """The production build on a free port with a fresh SQLite database, once per test run."""
+    directory = tmp_path_factory.mktemp("app")
+    with sqlite_database(directory) as url:
+        server = start_app_server(url, ARTIFACTS / "app-server.log")
+        yield server
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, app_server: AppServer) -> Iterator[Page]:
+    """A fresh browser context (no cookies) whose page must end with no console errors or failed requests."""
+    context = browser.new_context(base_url=app_server.base_url, viewport=DESKTOP)
+    page = context.new_page()
+    problems = PageProblems()
+    problems.watch(page)
+    yield page
+    context.close()
+    assert problems.all() == [], f"browser problems: {problems.all()}"

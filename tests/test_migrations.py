@@ -24,9 +24,10 @@ def test_migrating_twice_is_a_no_op(database_url: str) -> None:
 
 
 def test_email_must_be_stored_normalised(engine: Engine) -> None:
-    with Session(engine) as session, pytest.raises(IntegrityError):
+    with Session(engine) as session:
         session.add(User(email="Mixed@Example.com", name="x", password_hash="!"))
-        session.commit()
+        with pytest.raises(IntegrityError):
+            session.commit()
 
 
 def test_customer_pair_is_unique_and_balance_never_negative(engine: Engine) -> None:

@@ -1,0 +1,44 @@
+# Litesubs: `make run` (development), `make serve PORT=8000` (production build), `make test`, `make bench`.
+SHELL := /bin/bash
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+PORT ?= 8000
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export REFLEX_USE_NPM := 1
+export REFLEX_TELEMETRY_ENABLED := false
+
+.PHONY: run serve test lint format bench migrate demo
+
+$(PYTHON):
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+
+# Reinstall only when requirements.txt changed.
+.deps-installed: requirements.txt | $(PYTHON)
+	$(PYTHON) -m pip install --quiet -r requirements.txt
+	touch $@
+
+migrate: .deps-installed
+	$(PYTHON) -m litesubs migrate
+
+run: migrate
+	@echo "Litesubs: http://localhost:3000  (fill it with demo data: $(PYTHON) -m litesubs demo)"
+	$(VENV)/bin/reflex run
+
+serve: migrate
+	LITESUBS_BASE_URL=$${LITESUBS_BASE_URL:-http://localhost:$(PORT)} \
+		$(VENV)/bin/reflex run --env prod --single-port --frontend-port $(PORT)
+
+lint: .deps-installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: .deps-installed
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: lint
+	$(VENV)/bin/pytest
+
+bench: .deps-installed
+	$(PYTHON) -m bench

@@ -1,0 +1,1 @@
+"""HTTP doors into the services: health, API v1, Stripe webhook."""

@@ -1,0 +1,11 @@
+"""The FastAPI app mounted in front of Reflex (rx.App(api_transformer=...))."""
+
+from fastapi import FastAPI
+
+from litesubs.api import health
+
+
+def create_api() -> FastAPI:
+    api = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    api.include_router(health.router)
+    return api

@@ -1,0 +1,1 @@
+"""Payments: the Stripe gateway, the in-app test-mode gateway and fulfilment."""

@@ -1,0 +1,13 @@
+"""Route paths, named once; links and redirects use these."""
+
+LANDING = "/"
+REGISTER = "/register"
+LOGIN = "/login"
+DASHBOARD = "/dashboard"
+PACKS = "/dashboard/packs"
+CUSTOMERS = "/dashboard/customers"
+API_KEYS = "/dashboard/api-keys"
+SETTINGS = "/account"
+WALLET = "/wallet"
+BUY = "/buy"
+CHECKOUT = "/checkout"
