@@ -1,0 +1,59 @@
+"""Configuration: defaults that just work, and one clear line for a bad value."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from litesubs.settings import REPO_ROOT, SettingsError, load_settings
+
+
+def test_defaults_are_sqlite_in_the_repo_and_test_mode() -> None:
+    settings = load_settings({})
+    assert settings.database_url == f"sqlite:///{REPO_ROOT / 'litesubs.db'}"
+    assert settings.base_url == "http://localhost:3000"
+    assert settings.test_mode
+    assert settings.redis_url is None
+
+
+def test_postgres_urls_use_psycopg_3() -> None:
+    settings = load_settings({"DATABASE_URL": "postgres://u:p@db:5432/ls"})
+    assert settings.database_url == "postgresql+psycopg://u:p@db:5432/ls"
+
+
+def test_stripe_mode_needs_key_and_webhook_secret() -> None:
+    settings = load_settings({"STRIPE_SECRET_KEY": "sk_test_1", "STRIPE_WEBHOOK_SECRET": "whsec_1"})
+    assert not settings.test_mode
+    with pytest.raises(SettingsError, match="STRIPE_WEBHOOK_SECRET is required"):
+        load_settings({"STRIPE_SECRET_KEY": "sk_test_1"})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("DATABASE_URL", "mysql://x/y", "DATABASE_URL must start with"),
+        ("LITESUBS_BASE_URL", "localhost:3000", "LITESUBS_BASE_URL must be an http(s) URL"),
+        ("STRIPE_SECRET_KEY", "pk_test_1", "must be a Stripe secret key"),
+        ("STRIPE_API_BASE", "ftp://stripe", "STRIPE_API_BASE must be an http(s) URL"),
+        ("REDIS_URL", "http://redis", "REDIS_URL must start with redis://"),
+    ],
+)
+def test_bad_values_are_refused_with_a_clear_message(name: str, value: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load_settings({name: value, "STRIPE_WEBHOOK_SECRET": "whsec_1"})
+
+
+def test_a_bad_value_stops_start_up_with_one_line_and_no_traceback() -> None:
+    env = {**os.environ, "LITESUBS_BASE_URL": "not a url"}
+    result = subprocess.run(
+        [sys.executable, "-m", "litesubs", "check-config"], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "litesubs: configuration error: LITESUBS_BASE_URL must be an http(s) URL such as https://example.com, "
+        "got 'not a url'"
+    ]
+    assert "Traceback" not in result.stderr
