@@ -2,15 +2,31 @@
 
 import reflex as rx
 
+from litesubs import routes
 from litesubs.api.app import create_api
+from litesubs.pages.account import account_page
+from litesubs.pages.auth import login_page, register_page
+from litesubs.pages.dashboard import dashboard_page
 from litesubs.pages.landing import landing
+from litesubs.pages.wallet import wallet_page
 from litesubs.startup import migrate_on_start, settings_or_exit
+from litesubs.state.auth import AccountSettingsState, AuthFormState
+from litesubs.state.session import SessionState
 
 settings_or_exit()
 
-app = rx.App(
-    stylesheets=["/styles.css"],
-    api_transformer=create_api(),
-)
+app = rx.App(stylesheets=["/styles.css"], api_transformer=create_api())
 app.register_lifespan_task(migrate_on_start)
-app.add_page(landing, route="/", title="Litesubs — sell prepaid credit packs")
+
+app.add_page(
+    landing, route=routes.LANDING, title="Litesubs — sell prepaid credit packs", on_load=SessionState.load_viewer
+)
+app.add_page(
+    register_page, route=routes.REGISTER, title="Create your account · Litesubs", on_load=AuthFormState.open_form
+)
+app.add_page(login_page, route=routes.LOGIN, title="Sign in · Litesubs", on_load=AuthFormState.open_form)
+
+protected = SessionState.require_sign_in
+app.add_page(dashboard_page, route=routes.DASHBOARD, title="Overview · Litesubs", on_load=protected)
+app.add_page(wallet_page, route=routes.WALLET, title="Wallet · Litesubs", on_load=protected)
+app.add_page(account_page, route=routes.SETTINGS, title="Account · Litesubs", on_load=AccountSettingsState.load)

@@ -4,6 +4,7 @@ import reflex as rx
 
 from litesubs import routes
 from litesubs.components.shell import public_page
+from litesubs.state.session import SessionState
 
 API_SAMPLE = """curl -X POST https://your-litesubs.example/api/v1/customers/ada@example.com/debit \\
   -H "Authorization: Bearer ls_..." \\
@@ -118,7 +119,15 @@ def landing() -> rx.Component:
         _api(),
         _payments_note(),
         actions=[
-            rx.link("Sign in", href=routes.LOGIN, weight="medium"),
-            rx.link(rx.button("Get started"), href=routes.REGISTER),
+            rx.cond(
+                SessionState.user_name != "",
+                rx.link(rx.button("Open dashboard"), href=routes.DASHBOARD),
+                rx.hstack(
+                    rx.link("Sign in", href=routes.LOGIN, weight="medium"),
+                    rx.link(rx.button("Get started"), href=routes.REGISTER),
+                    align="center",
+                    spacing="3",
+                ),
+            )
         ],
     )
