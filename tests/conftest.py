@@ -11,12 +11,15 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from litesubs.db import make_engine
+from litesubs.db import get_engine, make_engine
 from litesubs.models import User
-from litesubs.settings import REPO_ROOT
+from litesubs.settings import REPO_ROOT, get_settings
 from tests.app_server import AppServer, start_app_server
 from tests.browser import DESKTOP, PageProblems, launch_chromium
 from tests.databases import postgres_database, postgres_reachable, sqlite_database
+
+# bcrypt at its lowest cost, so the suite hashes in milliseconds (see litesubs/services/accounts.py).
+os.environ.setdefault("LITESUBS_BCRYPT_ROUNDS", "4")
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 ARTIFACTS.mkdir(exist_ok=True)
@@ -98,3 +101,19 @@ def page(browser: Browser, app_server: AppServer) -> Iterator[Page]:
     yield page
     context.close()
     assert problems.all() == [], f"browser problems: {problems.all()}"
+
+
+def use_database(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    """Point this process's configured engine (what services use by default) at `url` for one test."""
+    monkeypatch.setenv("DATABASE_URL", url)
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+
+
+@pytest.fixture
+def app_database(monkeypatch: pytest.MonkeyPatch, database_url: str) -> Iterator[str]:
+    """Services called without an engine (as the Reflex states call them) use the test database."""
+    use_database(monkeypatch, database_url)
+    yield database_url
+    get_settings.cache_clear()
+    get_engine.cache_clear()

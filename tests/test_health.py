@@ -10,13 +10,12 @@ from fastapi.testclient import TestClient
 from litesubs.api.app import create_api
 from litesubs.db import get_engine
 from litesubs.settings import get_settings
+from tests.conftest import use_database
 
 
 @pytest.fixture
 def unreachable_database(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
-    get_settings.cache_clear()
-    get_engine.cache_clear()
+    use_database(monkeypatch, "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
     yield
     get_settings.cache_clear()
     get_engine.cache_clear()
