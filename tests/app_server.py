@@ -44,8 +44,14 @@ class AppServer:
                 self.process.wait()
 
 
-def start_app_server(database_url: str, log_path: Path, extra_env: dict[str, str] | None = None) -> AppServer:
-    """Run `reflex run --env prod --single-port` and wait until /api/health answers 200."""
+def start_app_server(
+    database_url: str, log_path: Path, work_dir: Path, extra_env: dict[str, str] | None = None
+) -> AppServer:
+    """Run `reflex run --env prod --single-port` and wait until /api/health answers 200.
+
+    The frontend is built in `work_dir`, not in the checkout's `.web`, so test runs never trip over
+    a developer's `make run` or another test run.
+    """
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     venv_bin = str(Path(sys.executable).parent)
@@ -56,6 +62,8 @@ def start_app_server(database_url: str, log_path: Path, extra_env: dict[str, str
         "REFLEX_TELEMETRY_ENABLED": "false",
         "DATABASE_URL": database_url,
         "LITESUBS_BASE_URL": base_url,
+        "REFLEX_WEB_WORKDIR": str(work_dir / "web"),
+        "REFLEX_STATES_WORKDIR": str(work_dir / "states"),
         **(extra_env or {}),
     }
     log = log_path.open("w")

@@ -78,7 +78,7 @@ def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
     """The production build on a free port with a fresh SQLite database, once per test run."""
     directory = tmp_path_factory.mktemp("app")
     with sqlite_database(directory) as url:
-        server = start_app_server(url, ARTIFACTS / "app-server.log")
+        server = start_app_server(url, ARTIFACTS / "app-server.log", directory)
         yield server
         server.stop()
 
