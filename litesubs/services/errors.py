@@ -68,3 +68,11 @@ class RateLimited(DomainError):
     def __init__(self, message: str | None = None, *, retry_after: int = 1) -> None:
         self.retry_after = retry_after
         super().__init__(message)
+
+
+class InvalidCredentials(DomainError):
+    """Unknown email, wrong password or inactive account: one message, so a caller cannot tell which."""
+
+    code = "invalid_credentials"
+    status = 401
+    default_message = "Wrong email or password."
