@@ -28,7 +28,13 @@ def make_engine(database_url: str) -> Engine:
         event.listen(engine, "connect", _configure_sqlite_connection)
         event.listen(engine, "begin", _begin_sqlite_transaction)
         return engine
-    return create_engine(database_url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+    return create_engine(
+        database_url,
+        pool_size=20,
+        max_overflow=20,
+        pool_pre_ping=True,
+        connect_args={"options": "-c timezone=UTC"},
+    )
 
 
 def _configure_sqlite_connection(dbapi_connection, _record) -> None:
