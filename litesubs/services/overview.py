@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, func
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from litesubs.db import read_session
 from litesubs.models import Customer, LedgerEntry, Pack, Purchase, utcnow
@@ -69,7 +69,7 @@ def creator_overview(*, creator_id: int, engine: Engine | None = None, now: date
     )
 
 
-def _daily_revenue(session, creator_id: int, code: str, now: datetime) -> list[DailyRevenue]:  # noqa: ANN001
+def _daily_revenue(session: Session, creator_id: int, code: str, now: datetime) -> list[DailyRevenue]:
     """Revenue per UTC day for the last CHART_DAYS days, with the quiet days as zeros."""
     start = (now - timedelta(days=CHART_DAYS - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
     day = func.date(Purchase.paid_at)
