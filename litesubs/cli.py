@@ -23,9 +23,26 @@ def _check_config(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _expire_credits(_args: argparse.Namespace) -> int:
+    from litesubs.services.ledger import expire_due_credits
+
+    expired = expire_due_credits()
+    print(f"Expired {expired.lots} lots holding {expired.credits} credits.")
+    return 0
+
+
+def _purge_idempotency_records(_args: argparse.Namespace) -> int:
+    from litesubs.services.idempotency import purge_idempotency_records
+
+    print(f"Deleted {purge_idempotency_records()} idempotency records older than 24 hours.")
+    return 0
+
+
 COMMANDS = {
     "migrate": (_migrate, "apply pending database migrations"),
     "check-config": (_check_config, "validate the configuration from the environment"),
+    "expire-credits": (_expire_credits, "expire every credit lot whose time has passed"),
+    "purge-idempotency-records": (_purge_idempotency_records, "delete idempotency records older than 24 hours"),
 }
 
 

@@ -1,0 +1,562 @@
+"""The credit ledger: how a customer's credits are granted, spent, adjusted, refunded and expire.
+
+Credits live in lots (one per purchase or grant). The rules, from DESIGN.md:
+
+- Every change of credits is one transaction that locks the customer (a row lock on PostgreSQL;
+  on SQLite the write transaction holds the database lock), first expires the lots whose time has
+  passed, then writes the lots, the cached balance and exactly one ledger entry together. So at
+  every commit: balance == sum of unexpired lots' remaining == sum of ledger deltas >= 0.
+- Spending takes from the soonest-expiring lot first, never-expiring lots last, older lots first
+  on ties. A debit larger than the balance is refused whole and changes nothing.
+- A suspended customer cannot spend or buy; the creator can still adjust credits by hand.
+- A lot expires when its `expires_at` is not in the future; its remaining credits leave with one
+  `expiry` entry. This happens lazily whenever the customer is read or written, and for the whole
+  database through `expire_due_credits` (`python -m litesubs expire-credits`).
+- An operation carrying an idempotency key runs at most once per creator (see `idempotency`).
+
+`grant`, `debit`, `adjust`, `get_balance` and `list_entries` are each one transaction.
+`lock_customer`, `grant_in_session` and `take_back_lot` do the same work in the caller's
+transaction, for payment fulfilment, which writes its purchase in the same commit.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from litesubs.db import write_session
+from litesubs.models import CreditLot, Customer, LedgerEntry, utcnow
+from litesubs.services import idempotency
+from litesubs.services.customers import ensure_active, lock_customer_row
+from litesubs.services.errors import CustomerSuspended, InsufficientCredits, InvalidRequest, NotFound
+
+MAX_AMOUNT = 1_000_000_000
+MAX_REASON_LENGTH = 500
+MAX_PAGE_SIZE = 100
+ACTOR_TYPES = ("creator", "api_key", "stripe", "system", "buyer")
+
+# Business refusals: stored with an idempotency key and replayed, unlike malformed requests.
+_REFUSALS: dict[str, type[InsufficientCredits | CustomerSuspended]] = {
+    InsufficientCredits.code: InsufficientCredits,
+    CustomerSuspended.code: CustomerSuspended,
+}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who changed credits: a creator, an API key, Stripe, the system or a buyer, and their id."""
+
+    type: str
+    id: int | str | None = None
+
+    def __post_init__(self) -> None:
+        if self.type not in ACTOR_TYPES:
+            raise ValueError(f"Unknown actor type {self.type!r}")
+
+
+SYSTEM = Actor("system")
+
+
+@dataclass(frozen=True)
+class LedgerResult:
+    """One change of credits as its ledger entry records it; `replayed` when an idempotency key returned it again."""
+
+    entry_id: int
+    customer_id: int
+    kind: str
+    delta: int
+    balance_after: int
+    lot_id: int | None
+    created_at: datetime
+    replayed: bool = False
+
+    @classmethod
+    def of(cls, entry: LedgerEntry) -> LedgerResult:
+        return cls(
+            entry_id=entry.id,
+            customer_id=entry.customer_id,
+            kind=entry.kind,
+            delta=entry.delta,
+            balance_after=entry.balance_after,
+            lot_id=entry.lot_id,
+            created_at=entry.created_at,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        del data["replayed"]
+        data["created_at"] = self.created_at.isoformat()
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], *, replayed: bool) -> LedgerResult:
+        return cls(**{**data, "created_at": datetime.fromisoformat(data["created_at"])}, replayed=replayed)
+
+
+@dataclass(frozen=True)
+class LotSummary:
+    id: int
+    source: str
+    granted: int
+    remaining: int
+    expires_at: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class CustomerBalance:
+    """A customer's balance and unexpired lots, in the order they will be spent."""
+
+    customer_id: int
+    balance: int
+    status: str
+    lots: tuple[LotSummary, ...]
+
+
+@dataclass(frozen=True)
+class LedgerPage:
+    """Ledger entries, newest first; pass `next_cursor` to get the following page (None at the end)."""
+
+    entries: tuple[LedgerEntry, ...]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class ExpirySummary:
+    lots: int
+    credits: int
+
+
+@dataclass(frozen=True)
+class _Cause:
+    """What a ledger entry records besides the numbers: the kind of change, who made it, why, and when."""
+
+    kind: str
+    actor: Actor
+    reason: str
+    now: datetime
+    idempotency_key: str | None = None
+
+
+# --- Operations, each one transaction -------------------------------------------------------
+
+
+def grant(
+    *,
+    creator_id: int,
+    customer_id: int,
+    amount: int,
+    actor: Actor,
+    reason: str = "",
+    expires_at: datetime | None = None,
+    idempotency_key: str | None = None,
+    now: datetime | None = None,
+    engine: Engine | None = None,
+) -> LedgerResult:
+    """Give the customer `amount` free credits (ledger kind `credit`) in a new lot, optionally expiring."""
+    now = now or utcnow()
+    amount, reason, expires_at = _check_amount(amount), _check_reason(reason), _check_expiry(expires_at, now)
+    cause = _Cause("credit", actor, reason, now, idempotency_key)
+    return _change_credits(
+        engine,
+        creator_id=creator_id,
+        customer_id=customer_id,
+        request={"operation": "grant", "amount": amount, "reason": reason, "expires_at": _iso(expires_at)},
+        cause=cause,
+        change=lambda session, customer: _add_lot(session, customer, amount, expires_at=expires_at, cause=cause),
+    )
+
+
+def debit(
+    *,
+    creator_id: int,
+    customer_id: int,
+    amount: int,
+    actor: Actor,
+    reason: str = "",
+    idempotency_key: str | None = None,
+    now: datetime | None = None,
+    engine: Engine | None = None,
+) -> LedgerResult:
+    """Spend `amount` credits. Refused whole, changing nothing, if the customer is suspended or has fewer."""
+    now = now or utcnow()
+    amount, reason = _check_amount(amount), _check_reason(reason)
+    cause = _Cause("debit", actor, reason, now, idempotency_key)
+
+    def spend(session: Session, customer: Customer) -> LedgerResult:
+        ensure_active(customer)
+        return _spend(session, customer, amount, cause=cause)
+
+    return _change_credits(
+        engine,
+        creator_id=creator_id,
+        customer_id=customer_id,
+        request={"operation": "debit", "amount": amount, "reason": reason},
+        cause=cause,
+        change=spend,
+    )
+
+
+def adjust(
+    *,
+    creator_id: int,
+    customer_id: int,
+    delta: int,
+    reason: str,
+    actor: Actor,
+    expires_at: datetime | None = None,
+    idempotency_key: str | None = None,
+    now: datetime | None = None,
+    engine: Engine | None = None,
+) -> LedgerResult:
+    """A creator's manual correction, up (a new lot) or down (spent in the usual order), with a required reason.
+
+    Works on suspended customers too. Taking away more than the balance is refused whole.
+    """
+    now = now or utcnow()
+    if isinstance(delta, bool) or not isinstance(delta, int) or not 1 <= abs(delta) <= MAX_AMOUNT:
+        raise InvalidRequest("delta", f"Add or remove a whole number of credits from 1 to {MAX_AMOUNT:,}.")
+    reason, expires_at = _check_reason(reason, required=True), _check_expiry(expires_at, now)
+    if delta < 0 and expires_at is not None:
+        raise InvalidRequest("expires_at", "Only added credits can expire.")
+    cause = _Cause("adjustment", actor, reason, now, idempotency_key)
+
+    def correct(session: Session, customer: Customer) -> LedgerResult:
+        if delta > 0:
+            return _add_lot(session, customer, delta, expires_at=expires_at, cause=cause)
+        return _spend(session, customer, -delta, cause=cause)
+
+    return _change_credits(
+        engine,
+        creator_id=creator_id,
+        customer_id=customer_id,
+        request={"operation": "adjust", "delta": delta, "reason": reason, "expires_at": _iso(expires_at)},
+        cause=cause,
+        change=correct,
+    )
+
+
+def get_balance(
+    *, creator_id: int, customer_id: int, now: datetime | None = None, engine: Engine | None = None
+) -> CustomerBalance:
+    """The customer's balance, status and unexpired lots (in spending order), after expiring what is due."""
+    with write_session(engine) as session:
+        customer = lock_customer(session, creator_id=creator_id, customer_id=customer_id, now=now or utcnow())
+        lots = tuple(
+            LotSummary(
+                id=lot.id,
+                source=lot.source,
+                granted=lot.granted,
+                remaining=lot.remaining,
+                expires_at=lot.expires_at,
+                created_at=lot.created_at,
+            )
+            for lot in _open_lots(session, customer.id)
+        )
+        return CustomerBalance(customer_id=customer.id, balance=customer.balance, status=customer.status, lots=lots)
+
+
+def list_entries(
+    *,
+    creator_id: int,
+    customer_id: int,
+    limit: int = 50,
+    cursor: str | None = None,
+    now: datetime | None = None,
+    engine: Engine | None = None,
+) -> LedgerPage:
+    """The customer's ledger, newest first, `limit` (1 to 100) entries a page, after expiring what is due."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_SIZE:
+        raise InvalidRequest("limit", f"Ask for 1 to {MAX_PAGE_SIZE} entries.")
+    statement = select(LedgerEntry).where(LedgerEntry.customer_id == customer_id)
+    if cursor is not None:
+        statement = statement.where(LedgerEntry.id < _decode_cursor(cursor))
+    statement = statement.order_by(LedgerEntry.id.desc()).limit(limit + 1)
+    with write_session(engine) as session:
+        lock_customer(session, creator_id=creator_id, customer_id=customer_id, now=now or utcnow())
+        entries = tuple(session.exec(statement))
+    if len(entries) <= limit:
+        return LedgerPage(entries=entries, next_cursor=None)
+    return LedgerPage(entries=entries[:limit], next_cursor=_encode_cursor(entries[limit - 1].id))
+
+
+def expire_due_credits(*, now: datetime | None = None, engine: Engine | None = None) -> ExpirySummary:
+    """Expire every due lot in the database, one transaction per customer (the operator command)."""
+    now = now or utcnow()
+    with write_session(engine) as session:
+        due = session.exec(
+            select(Customer.id, Customer.creator_id)
+            .join(CreditLot, CreditLot.customer_id == Customer.id)
+            .where(CreditLot.remaining > 0, CreditLot.expires_at <= now)
+            .distinct()
+        ).all()
+    expired: list[LedgerResult] = []
+    for customer_id, creator_id in due:
+        with write_session(engine) as session:
+            customer = lock_customer_row(session, creator_id=creator_id, customer_id=customer_id)
+            expired += expire_due_lots(session, customer, now=now)
+    return ExpirySummary(lots=len(expired), credits=-sum(result.delta for result in expired))
+
+
+# --- The same work in the caller's transaction ----------------------------------------------
+
+
+def lock_customer(session: Session, *, creator_id: int, customer_id: int, now: datetime) -> Customer:
+    """Lock the creator's customer for the rest of the caller's transaction and expire its due lots.
+
+    Call this before any other change of the customer's credits in the same transaction.
+    """
+    customer = lock_customer_row(session, creator_id=creator_id, customer_id=customer_id)
+    expire_due_lots(session, customer, now=now)
+    return customer
+
+
+def grant_in_session(
+    session: Session,
+    customer: Customer,
+    *,
+    amount: int,
+    actor: Actor,
+    now: datetime,
+    reason: str = "",
+    expires_at: datetime | None = None,
+    purchase_id: int | None = None,
+) -> LedgerResult:
+    """Grant credits to a customer locked with `lock_customer`.
+
+    With `purchase_id` the lot is the purchase's (source `purchase`, ledger kind `purchase`) and a
+    suspended customer is refused (`CustomerSuspended`); otherwise it is a free grant (`credit`).
+    """
+    amount, reason, expires_at = _check_amount(amount), _check_reason(reason), _check_expiry(expires_at, now)
+    if purchase_id is not None:
+        ensure_active(customer)
+    kind = "credit" if purchase_id is None else "purchase"
+    return _add_lot(
+        session,
+        customer,
+        amount,
+        expires_at=expires_at,
+        purchase_id=purchase_id,
+        cause=_Cause(kind, actor, reason, now),
+    )
+
+
+def take_back_lot(
+    session: Session, customer: Customer, *, lot_id: int, actor: Actor, now: datetime, reason: str = ""
+) -> LedgerResult | None:
+    """Take back what is left of one lot (a refunded purchase) from a customer locked with `lock_customer`.
+
+    Returns None, recording nothing, when the lot has nothing left.
+    """
+    lot = session.exec(
+        select(CreditLot)
+        .where(CreditLot.id == lot_id, CreditLot.customer_id == customer.id)
+        .execution_options(populate_existing=True)
+    ).first()
+    if lot is None:
+        raise NotFound("No such credit lot.")
+    if lot.remaining == 0:
+        return None
+    return _empty_lot(session, customer, lot, cause=_Cause("refund", actor, _check_reason(reason), now))
+
+
+def expire_due_lots(session: Session, customer: Customer, *, now: datetime) -> list[LedgerResult]:
+    """Expire the locked customer's lots whose time has come: one `expiry` entry per lot that still held credits."""
+    due = session.exec(
+        select(CreditLot)
+        .where(CreditLot.customer_id == customer.id, CreditLot.remaining > 0, CreditLot.expires_at <= now)
+        .order_by(CreditLot.expires_at, CreditLot.id)
+        .execution_options(populate_existing=True)
+    )
+    cause = _Cause("expiry", SYSTEM, "Credits expired.", now)
+    return [_empty_lot(session, customer, lot, cause=cause) for lot in due.all()]
+
+
+# --- The rules ------------------------------------------------------------------------------
+
+
+def _open_lots(session: Session, customer_id: int) -> list[CreditLot]:
+    """The customer's lots that still hold credits, in spending order.
+
+    Soonest expiry first, never-expiring lots last, older first on ties (id breaks equal times).
+    """
+    statement = (
+        select(CreditLot)
+        .where(CreditLot.customer_id == customer_id, CreditLot.remaining > 0)
+        .order_by(CreditLot.expires_at.asc().nulls_last(), CreditLot.created_at, CreditLot.id)
+        .execution_options(populate_existing=True)
+    )
+    return list(session.exec(statement))
+
+
+def _add_lot(
+    session: Session,
+    customer: Customer,
+    amount: int,
+    *,
+    expires_at: datetime | None,
+    cause: _Cause,
+    purchase_id: int | None = None,
+) -> LedgerResult:
+    lot = CreditLot(
+        customer_id=customer.id,
+        source="grant" if purchase_id is None else "purchase",
+        purchase_id=purchase_id,
+        granted=amount,
+        remaining=amount,
+        expires_at=expires_at,
+        created_at=cause.now,
+    )
+    session.add(lot)
+    session.flush()
+    return _record(session, customer, delta=amount, lot_id=lot.id, cause=cause)
+
+
+def _spend(session: Session, customer: Customer, amount: int, *, cause: _Cause) -> LedgerResult:
+    """Take `amount` from the open lots in spending order: one entry, naming the lot if only one was touched."""
+    if amount > customer.balance:
+        raise InsufficientCredits(
+            f"The customer has {customer.balance:,} credits, fewer than the {amount:,} asked for."
+        )
+    touched: list[CreditLot] = []
+    left = amount
+    for lot in _open_lots(session, customer.id):
+        taken = min(left, lot.remaining)
+        lot.remaining -= taken
+        left -= taken
+        touched.append(lot)
+        session.add(lot)
+        if left == 0:
+            break
+    lot_id = touched[0].id if len(touched) == 1 else None
+    return _record(session, customer, delta=-amount, lot_id=lot_id, cause=cause)
+
+
+def _empty_lot(session: Session, customer: Customer, lot: CreditLot, *, cause: _Cause) -> LedgerResult:
+    taken = lot.remaining
+    lot.remaining = 0
+    session.add(lot)
+    return _record(session, customer, delta=-taken, lot_id=lot.id, cause=cause)
+
+
+def _record(session: Session, customer: Customer, *, delta: int, lot_id: int | None, cause: _Cause) -> LedgerResult:
+    """Move the cached balance by `delta` and write the one ledger entry that says who did it and why."""
+    customer.balance += delta
+    customer.updated_at = cause.now
+    entry = LedgerEntry(
+        creator_id=customer.creator_id,
+        customer_id=customer.id,
+        lot_id=lot_id,
+        delta=delta,
+        balance_after=customer.balance,
+        kind=cause.kind,
+        reason=cause.reason,
+        actor_type=cause.actor.type,
+        actor_id=None if cause.actor.id is None else str(cause.actor.id),
+        idempotency_key=cause.idempotency_key,
+        created_at=cause.now,
+    )
+    session.add(customer)
+    session.add(entry)
+    session.flush()
+    return LedgerResult.of(entry)
+
+
+# --- One transaction, at most once per idempotency key --------------------------------------
+
+
+def _change_credits(
+    engine: Engine | None,
+    *,
+    creator_id: int,
+    customer_id: int,
+    request: dict[str, Any],
+    cause: _Cause,
+    change: Callable[[Session, Customer], LedgerResult],
+) -> LedgerResult:
+    """Run `change` on the locked, up-to-date customer in one transaction, once per idempotency key.
+
+    A business refusal is committed like a success (with its idempotency record and any expiry that
+    was due) and raised after the commit; replaying a key raises the stored refusal again.
+    """
+    key = cause.idempotency_key
+    with write_session(engine) as session:
+        outcome = None
+        if key is not None:
+            request = {**request, "customer_id": customer_id}
+            outcome = idempotency.claim(
+                session, creator_id=creator_id, key=idempotency.check_key(key), request=request, now=cause.now
+            )
+        replayed = outcome is not None
+        if outcome is None:
+            customer = lock_customer(session, creator_id=creator_id, customer_id=customer_id, now=cause.now)
+            outcome = _outcome_of(change, session, customer)
+            if key is not None:
+                idempotency.remember(session, creator_id=creator_id, key=key, outcome=outcome)
+    if "refusal" in outcome:
+        raise _REFUSALS[outcome["refusal"]](outcome["message"])
+    return LedgerResult.from_json(outcome["result"], replayed=replayed)
+
+
+def _outcome_of(
+    change: Callable[[Session, Customer], LedgerResult], session: Session, customer: Customer
+) -> dict[str, Any]:
+    try:
+        return {"result": change(session, customer).to_json()}
+    except (InsufficientCredits, CustomerSuspended) as refusal:
+        return {"refusal": refusal.code, "message": refusal.message}
+
+
+# --- Checking input -------------------------------------------------------------------------
+
+
+def _check_amount(amount: int) -> int:
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 1 <= amount <= MAX_AMOUNT:
+        raise InvalidRequest("amount", f"The amount is a whole number of credits from 1 to {MAX_AMOUNT:,}.")
+    return amount
+
+
+def _check_reason(reason: str, *, required: bool = False) -> str:
+    if not isinstance(reason, str):
+        raise InvalidRequest("reason", "The reason is text.")
+    reason = reason.strip()
+    if required and not reason:
+        raise InvalidRequest("reason", "Say why the credits change.")
+    if len(reason) > MAX_REASON_LENGTH:
+        raise InvalidRequest("reason", f"The reason has at most {MAX_REASON_LENGTH} characters.")
+    return reason
+
+
+def _check_expiry(expires_at: datetime | None, now: datetime) -> datetime | None:
+    if expires_at is None:
+        return None
+    if not isinstance(expires_at, datetime) or expires_at.utcoffset() is None:
+        raise InvalidRequest("expires_at", "The expiry is a date and time with a time zone.")
+    if expires_at <= now:
+        raise InvalidRequest("expires_at", "The expiry must be in the future.")
+    return expires_at.astimezone(UTC)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _encode_cursor(entry_id: int) -> str:
+    return base64.urlsafe_b64encode(str(entry_id).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        entry_id = int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
+        entry_id = 0
+    if entry_id <= 0:
+        raise InvalidRequest("cursor", "This cursor is not valid; start again without one.")
+    return entry_id

@@ -1,0 +1,149 @@
+"""Many threads racing on one customer: no credit is spent twice, no key runs twice, nothing goes below zero.
+
+On PostgreSQL the customer's row lock and the idempotency key's unique index do the work; the
+last race runs on SQLite too, where the write transaction serialises it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from sqlalchemy import Engine
+
+from litesubs.models import Customer
+from litesubs.services.customers import get_or_create_customer
+from litesubs.services.errors import DomainError, InsufficientCredits
+from litesubs.services.ledger import Actor, LedgerResult, debit, grant
+from tests.conftest import create_user
+from tests.invariants import assert_invariants
+from tests.ledger_factories import balance_of, entries_of, new_customer
+
+THREADS = 60
+API_KEY = Actor("api_key", 1)
+T = TypeVar("T")
+
+
+def race(threads: int, attempt: Callable[[int], T]) -> list[T | DomainError]:
+    """Run `attempt(i)` in `threads` threads released together; each gives its result or its domain error."""
+    barrier = threading.Barrier(threads)
+
+    def run(index: int) -> T | DomainError:
+        barrier.wait()
+        try:
+            return attempt(index)
+        except DomainError as error:
+            return error
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(run, range(threads)))
+
+
+def outcome_counts(outcomes: list) -> Counter:
+    return Counter(type(outcome).__name__ for outcome in outcomes)
+
+
+def api_grant(engine: Engine, customer: Customer, amount: int, key: str | None = None) -> LedgerResult:
+    return grant(
+        creator_id=customer.creator_id,
+        customer_id=customer.id,
+        amount=amount,
+        actor=API_KEY,
+        idempotency_key=key,
+        engine=engine,
+    )
+
+
+def api_debit(engine: Engine, customer: Customer, amount: int, key: str | None = None) -> LedgerResult:
+    return debit(
+        creator_id=customer.creator_id,
+        customer_id=customer.id,
+        amount=amount,
+        reason="API call",
+        actor=API_KEY,
+        idempotency_key=key,
+        engine=engine,
+    )
+
+
+def test_racing_debits_spend_exactly_the_balance(postgres_engine: Engine) -> None:
+    engine = postgres_engine
+    customer = new_customer(engine)
+    for amount in (10, 15, 5):  # three lots, emptied one after the other
+        api_grant(engine, customer, amount)
+
+    outcomes = race(THREADS, lambda _: api_debit(engine, customer, 1))
+
+    assert outcome_counts(outcomes) == {"LedgerResult": 30, "InsufficientCredits": 30}
+    successes = [outcome for outcome in outcomes if isinstance(outcome, LedgerResult)]
+    assert sorted(result.balance_after for result in successes) == list(range(30))
+    assert balance_of(engine, customer.id) == 0
+    entries = entries_of(engine, customer.id)
+    assert sum(entry.delta for entry in entries) == 0
+    assert [entry.kind for entry in entries].count("debit") == 30
+    assert_invariants(engine, customer.id)
+
+
+def test_racing_debits_of_different_sizes_never_overdraw(postgres_engine: Engine) -> None:
+    engine = postgres_engine
+    customer = new_customer(engine)
+    api_grant(engine, customer, 100)
+    amounts = [1 + index % 7 for index in range(THREADS)]  # 234 credits asked for in all
+
+    outcomes = race(THREADS, lambda index: api_debit(engine, customer, amounts[index]))
+
+    spent = sum(amount for amount, outcome in zip(amounts, outcomes, strict=True) if isinstance(outcome, LedgerResult))
+    refused = [
+        amount for amount, outcome in zip(amounts, outcomes, strict=True) if not isinstance(outcome, LedgerResult)
+    ]
+    assert all(isinstance(outcome, LedgerResult | InsufficientCredits) for outcome in outcomes)
+    assert balance_of(engine, customer.id) == 100 - spent >= 0
+    assert min(refused) > 100 - spent, "a refused debit would have fitted in what was left"
+    assert_invariants(engine, customer.id)
+
+
+def test_racing_requests_with_one_idempotency_key_run_once(postgres_engine: Engine) -> None:
+    engine = postgres_engine
+    customer = new_customer(engine)
+    api_grant(engine, customer, 100)
+
+    outcomes = race(THREADS, lambda _: api_debit(engine, customer, 5, key="order-42"))
+
+    assert outcome_counts(outcomes) == {"LedgerResult": THREADS}
+    assert len({(result.entry_id, result.balance_after, result.created_at) for result in outcomes}) == 1
+    assert [result.replayed for result in outcomes].count(False) == 1
+    assert balance_of(engine, customer.id) == 95
+    assert [entry.delta for entry in entries_of(engine, customer.id)] == [100, -5]
+    assert_invariants(engine, customer.id)
+
+
+def test_racing_grants_with_one_key_for_different_customers_run_once(postgres_engine: Engine) -> None:
+    engine = postgres_engine
+    creator = create_user(engine)
+    customers = [
+        get_or_create_customer(creator_id=creator.id, buyer_id=create_user(engine).id, engine=engine) for _ in range(50)
+    ]
+
+    outcomes = race(len(customers), lambda index: api_grant(engine, customers[index], 3, key="promo"))
+
+    assert outcome_counts(outcomes) == {"LedgerResult": 1, "IdempotencyConflict": 49}
+    assert sorted(balance_of(engine, customer.id) for customer in customers) == [0] * 49 + [3]
+    for customer in customers:
+        assert_invariants(engine, customer.id)
+
+
+def test_racing_retries_spend_each_job_once_on_both_databases(engine: Engine) -> None:
+    customer = new_customer(engine)
+    api_grant(engine, customer, 20)
+
+    outcomes = race(THREADS, lambda index: api_debit(engine, customer, 1, key=f"job-{index % 30}"))  # each key twice
+
+    assert outcome_counts(outcomes) == {"LedgerResult": 40, "InsufficientCredits": 20}
+    results = [outcome for outcome in outcomes if isinstance(outcome, LedgerResult)]
+    assert len({result.entry_id for result in results}) == 20
+    assert [result.replayed for result in results].count(False) == 20
+    assert balance_of(engine, customer.id) == 0
+    assert_invariants(engine, customer.id)
