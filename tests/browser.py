@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, Request
+from sqlalchemy import Engine
+
+from litesubs.models import User
+from litesubs.services import accounts
+from litesubs.state.session import SESSION_COOKIE
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -18,6 +24,7 @@ CHROMIUM_ARGS = [
 ]
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
+PASSWORD = "correct horse battery"
 
 
 def launch_chromium(playwright: Playwright) -> Browser:
@@ -48,3 +55,16 @@ class PageProblems:
 
     def all(self) -> list[str]:
         return self.console_errors + self.failed_requests
+
+
+def sign_in_new_user(page: Page, *, base_url: str, engine: Engine, name: str = "Casey Creator") -> User:
+    """A fresh account, signed in in this page's browser context by setting its session cookie."""
+    user = accounts.register(
+        name=name,
+        email=f"{name.split()[0].lower()}-{secrets.token_hex(5)}@example.com",
+        password=PASSWORD,
+        engine=engine,
+    )
+    token = accounts.start_session(user_id=user.id, engine=engine)
+    page.context.add_cookies([{"name": SESSION_COOKIE, "value": token, "url": base_url}])
+    return user

@@ -84,6 +84,14 @@ def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
 
 
 @pytest.fixture(scope="session")
+def app_engine(app_server: AppServer) -> Iterator[Engine]:
+    """The running app's database, for arranging and checking what the browser does."""
+    engine = make_engine(app_server.database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
@@ -94,7 +102,7 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def page(browser: Browser, app_server: AppServer) -> Iterator[Page]:
     """A fresh browser context (no cookies) whose page must end with no console errors or failed requests."""
-    context = browser.new_context(base_url=app_server.base_url, viewport=DESKTOP)
+    context = browser.new_context(base_url=app_server.base_url, viewport=DESKTOP, reduced_motion="reduce")
     page = context.new_page()
     problems = PageProblems()
     problems.watch(page)

@@ -39,6 +39,12 @@ class SessionState(rx.State):
             raise Unauthorized("Your session has ended. Sign in again.")
         return user
 
+    def _page_user(self) -> User | None:
+        """For a protected page's `on_load`: the signed-in user, remembered for the shell; None means redirect."""
+        user = self._signed_in_user()
+        self._remember(user)
+        return user
+
     def _remember(self, user: User | None) -> None:
         self.user_name = user.name if user else ""
         self.user_email = user.email if user else ""
@@ -51,9 +57,7 @@ class SessionState(rx.State):
     @rx.event
     def require_sign_in(self) -> rx.event.EventSpec | None:
         """`on_load` of protected pages: a signed-out visitor goes to the login page and comes back."""
-        user = self._signed_in_user()
-        self._remember(user)
-        if user is None:
+        if self._page_user() is None:
             return self._login_redirect()
         return None
 

@@ -1,0 +1,29 @@
+"""How dates and numbers read on every page (money lives in services/money.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+
+def format_date(moment: datetime | None, *, empty: str = "—") -> str:
+    """'Dec 31, 2026' (UTC)."""
+    return moment.strftime("%b %-d, %Y") if moment else empty
+
+
+def format_datetime(moment: datetime | None, *, empty: str = "—") -> str:
+    """'Dec 31, 2026, 14:05 UTC'."""
+    return moment.strftime("%b %-d, %Y, %H:%M UTC") if moment else empty
+
+
+def last_valid_day(expires_at: datetime | None) -> str:
+    """Packs expire at the midnight after the chosen day; show that chosen day ('Valid through ...')."""
+    return format_date(expires_at - timedelta(microseconds=1)) if expires_at else ""
+
+
+def input_date(expires_at: datetime | None) -> str:
+    """The YYYY-MM-DD an expiry date input shows for a stored expiry."""
+    return (expires_at - timedelta(microseconds=1)).date().isoformat() if expires_at else ""
+
+
+def format_count(number: int) -> str:
+    return f"{number:,}"
