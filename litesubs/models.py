@@ -95,6 +95,8 @@ class Customer(SQLModel, table=True):
         CheckConstraint("balance >= 0", name="ck_customer_balance_non_negative"),
         CheckConstraint("status IN ('active', 'suspended')", name="ck_customer_status"),
         Index("ix_customer_creator_balance", "creator_id", "balance"),
+        Index("ix_customer_creator_last_purchase", "creator_id", "last_purchase_at"),
+        Index("ix_customer_creator_credits_purchased", "creator_id", "credits_purchased"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -102,6 +104,10 @@ class Customer(SQLModel, table=True):
     buyer_id: int = Field(sa_column=_fk("user.id"))
     status: str = Field(default="active", max_length=16)
     balance: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    # Purchase totals kept by fulfilment, so the customer table sorts and pages without aggregating.
+    credits_purchased: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    first_purchase_at: datetime | None = None
+    last_purchase_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
