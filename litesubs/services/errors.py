@@ -76,3 +76,33 @@ class InvalidCredentials(DomainError):
     code = "invalid_credentials"
     status = 401
     default_message = "Wrong email or password."
+
+
+class PackUnavailable(DomainError):
+    """The pack exists but cannot be bought now (disabled or expired); the message says which."""
+
+    code = "pack_unavailable"
+    status = 409
+    default_message = "This pack is not on sale right now."
+
+
+class OwnPack(DomainError):
+    code = "own_pack"
+    status = 403
+    default_message = "This is your own pack."
+
+
+class PaymentUnavailable(DomainError):
+    """Stripe could not be reached or refused the request; nothing was charged."""
+
+    code = "payment_unavailable"
+    status = 503
+    default_message = "Payments are unavailable right now. Try again in a minute."
+
+
+class InvalidSignature(DomainError):
+    """A Stripe webhook whose signature is missing, wrong or too old (or webhooks are not configured)."""
+
+    code = "invalid_signature"
+    status = 400
+    default_message = "The Stripe-Signature header is missing, wrong or too old."

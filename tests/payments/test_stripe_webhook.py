@@ -1,0 +1,404 @@
+"""`POST /api/stripe/webhook` over real HTTP: signatures, exactly-once fulfilment, mismatches, failures, refunds.
+
+Stripe's side is the fake server in tests/stripe_server.py, driven through the real SDK; events
+are signed as Stripe signs them and delivered to the API served in this process.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from litesubs.models import Customer, Pack, User
+from litesubs.payments.checkout import fulfil_session_id
+from litesubs.payments.stripe_gateway import create_checkout_session, stripe_client
+from litesubs.services.ledger import Actor, debit
+from litesubs.settings import get_settings
+from tests.invariants import assert_invariants
+from tests.ledger_factories import balance_of, entries_of
+from tests.payments.conftest import STRIPE_VARIABLES, WEBHOOK_SECRET, open_checkout
+from tests.payments.records import event_recorded, lots_of, purchase_of
+from tests.stripe_server import FakeStripe
+
+pytestmark = pytest.mark.usefixtures("stripe_mode")
+
+CONCURRENT_DELIVERIES = 10
+
+
+def deliver(url: str, event: dict[str, Any], **signing: Any) -> httpx.Response:
+    return FakeStripe.deliver(url, event, secret=signing.pop("secret", WEBHOOK_SECRET), **signing)
+
+
+def completed(fake_stripe: FakeStripe, session_id: str, **how: Any) -> dict[str, Any]:
+    return fake_stripe.event("checkout.session.completed", fake_stripe.complete(session_id, **how))
+
+
+def untouched(engine: Engine, session_id: str, event_id: str) -> bool:
+    purchase = purchase_of(engine, session_id)
+    return (
+        purchase.status == "pending"
+        and lots_of(engine, purchase.customer_id) == []
+        and not event_recorded(engine, event_id)
+    )
+
+
+def customer_row(engine: Engine, customer_id: int) -> Customer:
+    with Session(engine) as session:
+        return session.get(Customer, customer_id)
+
+
+# --- Signatures -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("signing", "message"),
+    [
+        ({"secret": "whsec_forged"}, "The Stripe-Signature header is missing, wrong or too old."),
+        ({"secret": None}, "The Stripe-Signature header is missing, wrong or too old."),
+        ({"timestamp": int(time.time()) - 600}, "The Stripe-Signature header is missing, wrong or too old."),
+    ],
+    ids=["forged", "missing", "stale"],
+)
+def test_an_event_without_a_valid_recent_signature_is_refused_and_changes_nothing(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str, pack: Pack, buyer: User, signing: dict, message: str
+) -> None:
+    session_id = open_checkout(engine, pack, buyer)
+    event = completed(fake_stripe, session_id)
+
+    response = deliver(webhook_url, event, **signing)
+
+    assert response.status_code == 400
+    assert response.json() == {"error": {"code": "invalid_signature", "message": message}}
+    assert untouched(engine, session_id, event["id"])
+
+
+def test_a_body_changed_after_signing_is_refused(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str, pack: Pack, buyer: User
+) -> None:
+    session_id = open_checkout(engine, pack, buyer)
+    event = completed(fake_stripe, session_id)
+    signature = FakeStripe.sign('{"id": "evt_other"}', WEBHOOK_SECRET)
+
+    response = httpx.post(webhook_url, json=event, headers={"Stripe-Signature": signature})
+
+    assert response.status_code == 400
+    assert untouched(engine, session_id, event["id"])
+
+
+def test_webhooks_are_refused_when_stripe_is_not_configured(
+    monkeypatch: pytest.MonkeyPatch, fake_stripe: FakeStripe, webhook_url: str
+) -> None:
+    for name in STRIPE_VARIABLES:
+        monkeypatch.delenv(name)
+    get_settings.cache_clear()
+
+    response = deliver(webhook_url, fake_stripe.event("checkout.session.completed", {"id": "cs_test_x"}))
+
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "Stripe webhooks are not configured on this server."
+
+
+# --- Fulfilment -----------------------------------------------------------------------------
+
+
+def test_a_paid_checkout_grants_the_packs_credits(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str, pack: Pack, buyer: User
+) -> None:
+    session_id = open_checkout(engine, pack, buyer)
+    event = completed(fake_stripe, session_id)
+
+    response = deliver(webhook_url, event)
+
+    assert (response.status_code, response.json()) == (200, {"received": True, "outcome": "granted"})
+    purchase = purchase_of(engine, session_id)
+    assert (purchase.status, purchase.stripe_payment_intent_id) == ("paid", event["data"]["object"]["payment_intent"])
+    [lot] = lots_of(engine, purchase.customer_id)
+    assert (lot.source, lot.purchase_id, lot.granted, lot.expires_at) == ("purchase", purchase.id, 100, pack.expires_at)
+    [entry] = entries_of(engine, purchase.customer_id)
+    assert (entry.kind, entry.delta, entry.actor_type) == ("purchase", 100, "stripe")
+    customer = customer_row(engine, purchase.customer_id)
+    assert (customer.balance, customer.credits_purchased, customer.last_purchase_at) == (100, 100, purchase.paid_at)
+    assert event_recorded(engine, event["id"])
+    assert_invariants(engine, purchase.customer_id)
+
+
+def test_the_same_event_delivered_concurrently_grants_once(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str, pack: Pack, buyer: User
+) -> None:
+    session_id = open_checkout(engine, pack, buyer)
+    event = completed(fake_stripe, session_id)
+
+    outcomes = deliver_together(CONCURRENT_DELIVERIES, lambda _: deliver(webhook_url, event))
+
+    assert outcomes == Counter({"granted": 1, "duplicate": CONCURRENT_DELIVERIES - 1})
+    assert_granted_once(engine, session_id)
+
+
+def test_different_deliveries_of_one_payment_racing_the_success_page_grant_once(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str, pack: Pack, buyer: User
+) -> None:
+    """Distinct events (completed, async succeeded, resent) and the success page, all at once: the lock decides."""
+    session_id = open_checkout(engine, pack, buyer)
+    paid = fake_stripe.complete(session_id)
+    events = [fake_stripe.event("checkout.session.completed", paid) for _ in range(CONCURRENT_DELIVERIES - 1)]
+
+    def attempt(index: int) -> httpx.Response | str:
+        if index == len(events):
+            return fulfil_session_id(buyer_id=buyer.id, session_id=session_id, engine=engine).status
+        return deliver(webhook_url, events[index])
+
+    outcomes = deliver_together(CONCURRENT_DELIVERIES, attempt)
+
+    assert outcomes["paid"] == 1  # the success page; it or one of the deliveries granted
+    assert outcomes["granted"] + outcomes["already_fulfilled"] == len(events)
+    assert_granted_once(engine, session_id)
+
+
+def test_a_first_payment_to_a_new_creator_makes_one_customer_under_concurrent_deliveries(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str, pack: Pack, buyer: User
+) -> None:
+    """No pending purchase and no customer yet (the checkout was created straight at Stripe): both are made once."""
+    created = create_checkout_session(
+        product_name=pack.name,
+        product_description="100 credits",
+        amount=pack.price_amount,
+        currency=pack.currency,
+        buyer_id=buyer.id,
+        buyer_email=buyer.email,
+        pack_public_id=pack.public_id,
+        success_url="http://litesubs.test/checkout/success",
+        cancel_url="http://litesubs.test/",
+    )
+    paid = fake_stripe.complete(created["id"])
+    events = [fake_stripe.event("checkout.session.completed", paid) for _ in range(CONCURRENT_DELIVERIES)]
+
+    outcomes = deliver_together(CONCURRENT_DELIVERIES, lambda index: deliver(webhook_url, events[index]))
+
+    assert outcomes == Counter({"granted": 1, "already_fulfilled": CONCURRENT_DELIVERIES - 1})
+    assert_granted_once(engine, created["id"])
+
+
+def test_completed_arriving_after_the_success_page_changes_nothing(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str, pack: Pack, buyer: User
+) -> None:
+    session_id = open_checkout(engine, pack, buyer)
+    event = completed(fake_stripe, session_id)
+    assert fulfil_session_id(buyer_id=buyer.id, session_id=session_id, engine=engine).balance == 100
+
+    response = deliver(webhook_url, event)
+
+    assert response.json() == {"received": True, "outcome": "already_fulfilled"}
+    assert_granted_once(engine, session_id)
+
+
+def test_a_redelivered_event_does_nothing(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str, pack: Pack, buyer: User
+) -> None:
+    session_id = open_checkout(engine, pack, buyer)
+    event = completed(fake_stripe, session_id)
+    deliver(webhook_url, event)
+
+    response = deliver(webhook_url, event)
+
+    assert response.json() == {"received": True, "outcome": "duplicate"}
+    assert_granted_once(engine, session_id)
+
+
+@pytest.mark.parametrize("paid", [{"amount_total": 1}, {"currency": "eur"}], ids=["amount", "currency"])
+def test_a_payment_that_differs_from_the_pack_is_recorded_and_grants_nothing(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str, pack: Pack, buyer: User, paid: dict
+) -> None:
+    session_id = open_checkout(engine, pack, buyer)
+
+    response = deliver(webhook_url, completed(fake_stripe, session_id, **paid))
+
+    assert response.json() == {"received": True, "outcome": "mismatch"}
+    purchase = purchase_of(engine, session_id)
+    assert purchase.status == "mismatch"
+    assert lots_of(engine, purchase.customer_id) == []
+    assert balance_of(engine, purchase.customer_id) == 0
+    assert fulfil_session_id(buyer_id=buyer.id, session_id=session_id, engine=engine).status == "mismatch"
+    assert lots_of(engine, purchase.customer_id) == []
+
+
+def test_an_unpaid_completed_session_grants_nothing_until_its_payment_succeeds(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str, pack: Pack, buyer: User
+) -> None:
+    session_id = open_checkout(engine, pack, buyer)
+
+    response = deliver(webhook_url, completed(fake_stripe, session_id, paid=False))
+
+    assert response.json() == {"received": True, "outcome": "unpaid"}
+    purchase = purchase_of(engine, session_id)
+    assert purchase.status == "pending"
+    assert lots_of(engine, purchase.customer_id) == []
+
+    succeeded = fake_stripe.event("checkout.session.async_payment_succeeded", fake_stripe.pay_later(session_id))
+    assert deliver(webhook_url, succeeded).json()["outcome"] == "granted"
+    assert_granted_once(engine, session_id)
+
+
+def test_a_failed_asynchronous_payment_marks_the_purchase_failed(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str, pack: Pack, buyer: User
+) -> None:
+    session_id = open_checkout(engine, pack, buyer)
+    unpaid = fake_stripe.complete(session_id, paid=False)
+
+    response = deliver(webhook_url, fake_stripe.event("checkout.session.async_payment_failed", unpaid))
+
+    assert response.json() == {"received": True, "outcome": "failed"}
+    purchase = purchase_of(engine, session_id)
+    assert purchase.status == "failed"
+    assert lots_of(engine, purchase.customer_id) == []
+
+
+def test_a_late_failure_event_never_undoes_a_paid_purchase(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str, pack: Pack, buyer: User
+) -> None:
+    session_id = open_checkout(engine, pack, buyer)
+    deliver(webhook_url, completed(fake_stripe, session_id))
+
+    failed = fake_stripe.event("checkout.session.async_payment_failed", fake_stripe.sessions[session_id])
+
+    assert deliver(webhook_url, failed).json()["outcome"] == "already_fulfilled"
+    assert_granted_once(engine, session_id)
+
+
+def test_an_event_whose_processing_fails_is_not_swallowed(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str, pack: Pack, buyer: User
+) -> None:
+    """The event id is recorded in the same commit as its effect: after a failure, Stripe's retry is processed."""
+    session_id = open_checkout(engine, pack, buyer)
+    event = completed(fake_stripe, session_id)
+    broken = {**event, "data": {"object": {**event["data"]["object"], "id": None}}}
+
+    assert deliver(webhook_url, broken).status_code == 500
+    assert not event_recorded(engine, event["id"])
+
+    assert deliver(webhook_url, event).json()["outcome"] == "granted"
+    assert_granted_once(engine, session_id)
+
+
+def test_a_checkout_that_is_not_ours_is_acknowledged_and_ignored(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str
+) -> None:
+    foreign = {"id": "cs_test_foreign", "object": "checkout.session", "payment_status": "paid", "metadata": {}}
+    event = fake_stripe.event("checkout.session.completed", foreign)
+
+    response = deliver(webhook_url, event)
+
+    assert (response.status_code, response.json()["outcome"]) == (200, "not_ours")
+    assert purchase_of(engine, "cs_test_foreign") is None
+
+
+def test_event_types_we_do_not_handle_are_acknowledged_without_a_trace(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str
+) -> None:
+    event = fake_stripe.event("customer.created", {"id": "cus_test_1", "object": "customer"})
+
+    response = deliver(webhook_url, event)
+
+    assert (response.status_code, response.json()) == (200, {"received": True, "outcome": "ignored"})
+    assert not event_recorded(engine, event["id"])
+
+
+# --- Refunds --------------------------------------------------------------------------------
+
+
+def test_a_refund_takes_back_the_remaining_credits_once(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str, pack: Pack, buyer: User
+) -> None:
+    session_id = open_checkout(engine, pack, buyer)
+    deliver(webhook_url, completed(fake_stripe, session_id))
+    purchase = purchase_of(engine, session_id)
+    debit(
+        creator_id=pack.creator_id,
+        customer_id=purchase.customer_id,
+        amount=30,
+        actor=Actor("api_key", 1),
+        engine=engine,
+    )
+    stripe_client().v1.refunds.create({"payment_intent": purchase.stripe_payment_intent_id})
+    refunded = fake_stripe.event("charge.refunded", fake_stripe.charge_of(session_id))
+
+    assert deliver(webhook_url, refunded).json()["outcome"] == "refunded"
+    assert deliver(webhook_url, refunded).json()["outcome"] == "duplicate"
+    resent = fake_stripe.event("charge.refunded", fake_stripe.charge_of(session_id))
+    assert deliver(webhook_url, resent).json()["outcome"] == "already_fulfilled"
+
+    purchase = purchase_of(engine, session_id)
+    assert purchase.status == "refunded"
+    [lot] = lots_of(engine, purchase.customer_id)
+    assert (lot.granted, lot.remaining) == (100, 0)
+    kinds = [(entry.kind, entry.delta, entry.actor_type) for entry in entries_of(engine, purchase.customer_id)]
+    assert kinds == [("purchase", 100, "stripe"), ("debit", -30, "api_key"), ("refund", -70, "stripe")]
+    assert customer_row(engine, purchase.customer_id).credits_purchased == 0
+    assert_invariants(engine, purchase.customer_id)
+
+
+def test_a_partial_refund_leaves_the_credits_alone(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str, pack: Pack, buyer: User
+) -> None:
+    session_id = open_checkout(engine, pack, buyer)
+    deliver(webhook_url, completed(fake_stripe, session_id))
+    purchase = purchase_of(engine, session_id)
+    stripe_client().v1.refunds.create({"payment_intent": purchase.stripe_payment_intent_id, "amount": 100})
+
+    response = deliver(webhook_url, fake_stripe.event("charge.refunded", fake_stripe.charge_of(session_id)))
+
+    assert response.json()["outcome"] == "partial_refund"
+    assert purchase_of(engine, session_id).status == "paid"
+    assert balance_of(engine, purchase.customer_id) == 100
+
+
+def test_refunding_a_mismatched_payment_marks_it_refunded(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str, pack: Pack, buyer: User
+) -> None:
+    session_id = open_checkout(engine, pack, buyer)
+    deliver(webhook_url, completed(fake_stripe, session_id, amount_total=1))
+    stripe_client().v1.refunds.create({"payment_intent": purchase_of(engine, session_id).stripe_payment_intent_id})
+
+    response = deliver(webhook_url, fake_stripe.event("charge.refunded", fake_stripe.charge_of(session_id)))
+
+    assert response.json()["outcome"] == "refunded"
+    purchase = purchase_of(engine, session_id)
+    assert purchase.status == "refunded"
+    assert entries_of(engine, purchase.customer_id) == []
+
+
+# --- Helpers --------------------------------------------------------------------------------
+
+
+def deliver_together(count: int, attempt) -> Counter:
+    """Run `attempt(i)` in `count` threads released at once; count the outcomes each reported."""
+    barrier = threading.Barrier(count)
+
+    def run(index: int) -> str:
+        barrier.wait()
+        result = attempt(index)
+        if isinstance(result, httpx.Response):
+            assert result.status_code == 200, result.text
+            return result.json()["outcome"]
+        return result
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return Counter(pool.map(run, range(count)))
+
+
+def assert_granted_once(engine: Engine, session_id: str) -> None:
+    purchase = purchase_of(engine, session_id)
+    assert purchase.status == "paid"
+    customer = customer_row(engine, purchase.customer_id)
+    [lot] = lots_of(engine, customer.id)
+    assert (lot.purchase_id, lot.granted) == (purchase.id, purchase.credits)
+    assert [(entry.kind, entry.delta) for entry in entries_of(engine, customer.id)] == [("purchase", purchase.credits)]
+    assert (customer.balance, customer.credits_purchased) == (purchase.credits, purchase.credits)
+    assert_invariants(engine, customer.id)
