@@ -10,7 +10,6 @@ from sqlalchemy import Engine
 
 from litesubs.models import User
 from litesubs.services import accounts
-from litesubs.state.session import SESSION_COOKIE
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -66,5 +65,5 @@ def sign_in_new_user(page: Page, *, base_url: str, engine: Engine, name: str = "
         engine=engine,
     )
     token = accounts.start_session(user_id=user.id, engine=engine)
-    page.context.add_cookies([{"name": SESSION_COOKIE, "value": token, "url": base_url}])
+    page.context.add_cookies([{"name": accounts.SESSION_COOKIE, "value": token, "url": base_url}])
     return user

@@ -9,9 +9,12 @@ from reflex.state import State
 from sqlmodel import Session
 
 from litesubs.db import get_engine
-from litesubs.models import User
+from litesubs.models import Customer, User
 from litesubs.services import accounts
+from litesubs.services.customers import get_or_create_customer
+from litesubs.services.ledger import Actor, grant
 from litesubs.state.auth import AccountSettingsState
+from litesubs.state.customers import CustomerState
 
 PASSWORD = "a long enough password"
 
@@ -58,3 +61,22 @@ def test_a_valid_token_is_accepted(user: User) -> None:
     AccountSettingsState.change_name.fn(state, {"name": "Renamed"})
     assert stored_name(user.id) == "Renamed"
     assert state.user_name == "Renamed"
+
+
+def test_customer_handlers_refuse_another_creators_customer_id(app_database: str) -> None:
+    """A forged customer id in the state reaches the service, which refuses it: nothing changes."""
+    owner = accounts.register(name="Owner", email=f"o-{secrets.token_hex(5)}@example.com", password=PASSWORD)
+    buyer = accounts.register(name="Buyer", email=f"b-{secrets.token_hex(5)}@example.com", password=PASSWORD)
+    intruder = accounts.register(name="Intruder", email=f"i-{secrets.token_hex(5)}@example.com", password=PASSWORD)
+    customer = get_or_create_customer(creator_id=owner.id, buyer_id=buyer.id)
+    grant(creator_id=owner.id, customer_id=customer.id, amount=10, actor=Actor("creator", owner.id))
+
+    state = State().get_substate(CustomerState.get_full_name().split(".")[1:])
+    state.session_token = accounts.start_session(user_id=intruder.id)
+    state._customer_id = customer.id
+    CustomerState.adjust_credits.fn(state, {"amount": "10", "reason": "steal"})
+    CustomerState.set_suspended.fn(state, True)
+    assert state.adjust_errors == {"amount": "No such customer."}
+    with Session(get_engine()) as session:
+        stored = session.get(Customer, customer.id)
+        assert (stored.balance, stored.status) == (10, "active")

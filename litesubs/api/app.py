@@ -2,11 +2,12 @@
 
 from fastapi import FastAPI
 
-from litesubs.api import health, stripe_webhook
+from litesubs.api import exports, health, stripe_webhook
 
 
 def create_api() -> FastAPI:
     api = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     api.include_router(health.router)
+    api.include_router(exports.router)
     api.include_router(stripe_webhook.router)
     return api

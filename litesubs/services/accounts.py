@@ -39,6 +39,7 @@ DEFAULT_BCRYPT_ROUNDS = 12
 SIGN_IN_ATTEMPTS_PER_EMAIL = 10  # per rate_limits.WINDOW, one minute
 SIGN_IN_ATTEMPTS_PER_CLIENT = 10
 
+SESSION_COOKIE = "litesubs_session"  # the browser holds only the random token, under this name
 SESSION_IDLE_LIFETIME = timedelta(days=30)
 SESSION_ABSOLUTE_LIFETIME = timedelta(days=90)
 SESSION_REFRESH_INTERVAL = timedelta(minutes=1)  # extend the idle expiry at most this often: not a write per request

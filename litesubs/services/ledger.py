@@ -145,6 +145,16 @@ class _Cause:
     idempotency_key: str | None = None
 
 
+def parse_credits(text: str, *, field: str = "amount") -> int:
+    """A whole number of credits as a person types it ('1,000' is fine), from 1 to 1,000,000,000."""
+    cleaned = text.strip().replace(",", "").replace("_", "")
+    if not cleaned.isdigit():
+        raise InvalidRequest(field, "Enter a whole number of credits, such as 100.")
+    if not 1 <= int(cleaned) <= MAX_AMOUNT:
+        raise InvalidRequest(field, f"Credits must be between 1 and {MAX_AMOUNT:,}.")
+    return int(cleaned)
+
+
 # --- Operations, each one transaction -------------------------------------------------------
 
 

@@ -16,12 +16,12 @@ from sqlmodel import Session, select
 from litesubs.db import read_session
 from litesubs.models import Pack, Purchase, User, utcnow
 from litesubs.services.errors import InvalidRequest, NotFound
+from litesubs.services.ledger import parse_credits
 from litesubs.services.money import currency, parse_price
 from litesubs.settings import get_settings
 
 NAME_MAX_LENGTH = 80
 DESCRIPTION_MAX_LENGTH = 2000
-MAXIMUM_CREDITS = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ def _validated(fields: PackFields, now: datetime) -> dict:
         "description": _description(fields.description),
         "currency": code,
         "price_amount": parse_price(fields.price, code),
-        "credits": _credits(fields.credits),
+        "credits": parse_credits(fields.credits, field="credits"),
         "expires_at": _expiry(fields.expires_on, now),
     }
 
@@ -197,16 +197,6 @@ def _description(description: str) -> str:
     if len(description) > DESCRIPTION_MAX_LENGTH:
         raise InvalidRequest("description", f"Keep the description to {DESCRIPTION_MAX_LENGTH} characters.")
     return description
-
-
-def _credits(text: str) -> int:
-    cleaned = str(text).strip().replace(",", "").replace("_", "")
-    if not cleaned.isdigit():
-        raise InvalidRequest("credits", "Enter a whole number of credits, such as 100.")
-    credits = int(cleaned)
-    if not 1 <= credits <= MAXIMUM_CREDITS:
-        raise InvalidRequest("credits", f"Credits must be between 1 and {MAXIMUM_CREDITS:,}.")
-    return credits
 
 
 def _expiry(expires_on: str, now: datetime) -> datetime | None:

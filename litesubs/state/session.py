@@ -12,14 +12,13 @@ from litesubs.services import accounts
 from litesubs.services.errors import Unauthorized
 from litesubs.settings import get_settings
 
-SESSION_COOKIE = "litesubs_session"
-SESSION_COOKIE_MAX_AGE = 30 * 24 * 3600
+SESSION_COOKIE_MAX_AGE = int(accounts.SESSION_IDLE_LIFETIME.total_seconds())
 
 
 class SessionState(rx.State):
     session_token: str = rx.Cookie(
         "",
-        name=SESSION_COOKIE,
+        name=accounts.SESSION_COOKIE,
         same_site="lax",
         max_age=SESSION_COOKIE_MAX_AGE,
         secure=get_settings().base_url.startswith("https://"),
