@@ -6,13 +6,14 @@ from litesubs import routes
 from litesubs.api.app import create_api
 from litesubs.pages.account import account_page
 from litesubs.pages.auth import login_page, register_page
+from litesubs.pages.buying import buy_page, checkout_success_page, test_checkout_page, wallet_page
 from litesubs.pages.customers import customer_page, customers_page
 from litesubs.pages.dashboard import dashboard_page
 from litesubs.pages.landing import landing
 from litesubs.pages.packs import packs_page
-from litesubs.pages.wallet import wallet_page
 from litesubs.startup import migrate_on_start, settings_or_exit
 from litesubs.state.auth import AccountSettingsState, AuthFormState
+from litesubs.state.buying import BuyState, CheckoutSuccessState, TestCheckoutState, WalletState
 from litesubs.state.customers import CustomersState, CustomerState
 from litesubs.state.dashboard import DashboardState
 from litesubs.state.packs import PacksState
@@ -31,12 +32,21 @@ app.add_page(
 )
 app.add_page(login_page, route=routes.LOGIN, title="Sign in · Litesubs", on_load=AuthFormState.open_form)
 
-protected = SessionState.require_sign_in
 app.add_page(dashboard_page, route=routes.DASHBOARD, title="Overview · Litesubs", on_load=DashboardState.load)
 app.add_page(packs_page, route=routes.PACKS, title="Packs · Litesubs", on_load=PacksState.load)
 app.add_page(customers_page, route=routes.CUSTOMERS, title="Customers · Litesubs", on_load=CustomersState.load)
 app.add_page(
     customer_page, route=routes.CUSTOMERS + "/[customer_id]", title="Customer · Litesubs", on_load=CustomerState.load
 )
-app.add_page(wallet_page, route=routes.WALLET, title="Wallet · Litesubs", on_load=protected)
+app.add_page(wallet_page, route=routes.WALLET, title="Wallet · Litesubs", on_load=WalletState.load)
+app.add_page(buy_page, route=routes.BUY + "/[public_id]", title="Buy credits · Litesubs", on_load=BuyState.load)
+app.add_page(
+    checkout_success_page, route=routes.CHECKOUT_SUCCESS, title="Payment · Litesubs", on_load=CheckoutSuccessState.load
+)
+app.add_page(
+    test_checkout_page,
+    route=routes.CHECKOUT + "/[session_id]",
+    title="Checkout · Litesubs",
+    on_load=TestCheckoutState.load,
+)
 app.add_page(account_page, route=routes.SETTINGS, title="Account · Litesubs", on_load=AccountSettingsState.load)

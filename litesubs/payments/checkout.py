@@ -122,7 +122,7 @@ def _stripe_checkout(offer: PublicPack, *, buyer_id: int, engine: Engine | None)
         buyer_id=buyer_id,
         buyer_email=buyer.email,
         pack_public_id=offer.public_id,
-        success_url=f"{base_url}{routes.CHECKOUT}/success?session_id={{CHECKOUT_SESSION_ID}}",
+        success_url=f"{base_url}{routes.CHECKOUT_SUCCESS}?session_id={{CHECKOUT_SESSION_ID}}",
         cancel_url=f"{base_url}{routes.BUY}/{offer.public_id}",
     )
 
