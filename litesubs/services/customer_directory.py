@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, Select, func, or_
+from sqlalchemy import Engine, Select, exists, func, or_
 from sqlmodel import Session, select
 
 from litesubs.db import read_session
@@ -243,8 +243,21 @@ def export_ledger_csv(*, creator_id: int, engine: Engine | None = None) -> Itera
 
 
 def _matching(creator_id: int, search: str) -> Select:
-    """The creator's (Customer, User) rows whose email or name contains `search` (case-insensitive)."""
-    statement = select(Customer, User).join(User, User.id == Customer.buyer_id).where(Customer.creator_id == creator_id)
+    """The creator's (Customer, User) rows whose email or name contains `search` (case-insensitive).
+
+    A buyer who only opened a checkout and left is not a customer yet: rows count once they bought
+    something, got credits, or have a settled (even mismatched) payment. The cheap test comes first.
+    """
+    engaged = or_(
+        Customer.first_purchase_at.is_not(None),
+        exists().where(LedgerEntry.customer_id == Customer.id),
+        exists().where(Purchase.customer_id == Customer.id, Purchase.status != "pending"),
+    )
+    statement = (
+        select(Customer, User)
+        .join(User, User.id == Customer.buyer_id)
+        .where(Customer.creator_id == creator_id, engaged)
+    )
     term = search.strip().lower()
     if term:
         pattern = f"%{_escape_like(term)}%"
