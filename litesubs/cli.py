@@ -38,11 +38,25 @@ def _purge_idempotency_records(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(_args: argparse.Namespace) -> int:
+    from litesubs.demo import create_demo
+    from litesubs.migrations import migrate
+
+    migrate()
+    summary = create_demo()
+    print(
+        f"Demo ready: {summary.packs} packs, {summary.customers} customers, {summary.purchases} purchases, "
+        f"{summary.debits} debits.\nSign in at /login as {summary.email} with password {summary.password}"
+    )
+    return 0
+
+
 COMMANDS = {
     "migrate": (_migrate, "apply pending database migrations"),
     "check-config": (_check_config, "validate the configuration from the environment"),
     "expire-credits": (_expire_credits, "expire every credit lot whose time has passed"),
     "purge-idempotency-records": (_purge_idempotency_records, "delete idempotency records older than 24 hours"),
+    "demo": (_demo, "fill the database with a demo creator, packs and a few hundred customers"),
 }
 
 

@@ -52,7 +52,7 @@ def register(*, name: str, email: str, password: str, engine: Engine | None = No
     user = User(
         name=_valid_name(name),
         email=_valid_email(email),
-        password_hash=_hash_password(_valid_password(password, field="password")),
+        password_hash=hash_password(_valid_password(password, field="password")),
     )
     try:
         with write_session(engine) as session:
@@ -168,7 +168,7 @@ def change_password(
         raise NotFound()
     if not _password_matches(current_password, user.password_hash):
         raise InvalidRequest(field="current_password", message="Your current password is not correct.")
-    password_hash = _hash_password(_valid_password(new_password, field="new_password"))
+    password_hash = hash_password(_valid_password(new_password, field="new_password"))
     with write_session(engine) as session:
         session.exec(update(User).where(col(User.id) == user_id).values(password_hash=password_hash))
         session.exec(
@@ -238,7 +238,7 @@ def _valid_password(password: str, *, field: str) -> str:
     return password
 
 
-def _hash_password(password: str) -> str:
+def hash_password(password: str) -> str:
     return bcrypt.hashpw(_utf8(password), bcrypt.gensalt(_bcrypt_rounds())).decode()
 
 
