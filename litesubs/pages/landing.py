@@ -43,7 +43,7 @@ def _hero() -> rx.Component:
         rx.badge("Prepaid credits, paid with Stripe", variant="surface", radius="full", size="2"),
         rx.heading(
             "Sell credit packs. Let buyers spend them.",
-            size="9",
+            size=rx.breakpoints(initial="8", md="9"),
             as_="h1",
             align="center",
             class_name="max-w-3xl tracking-tight",
@@ -66,6 +66,33 @@ def _hero() -> rx.Component:
         align="center",
         spacing="5",
         class_name="ls-rise mx-auto max-w-6xl px-4 pt-16 pb-12 md:pt-24",
+    )
+
+
+AUDIENCES = [
+    ("graduation-cap", "Coaches and tutors", "Sell sessions in bundles and book them off as you go."),
+    ("bot", "API and AI tools", "Prepaid usage: check and spend credits from your backend on every call."),
+    ("users", "Communities and creators", "Tickets, downloads or reviews, sold as credits fans spend over time."),
+]
+
+
+def _audiences() -> rx.Component:
+    return rx.box(
+        rx.heading("Made for people who sell in bundles", size="6", as_="h2", class_name="mb-6"),
+        rx.grid(
+            *[
+                rx.hstack(
+                    rx.center(rx.icon(icon, size=18), class_name="size-9 shrink-0 rounded-lg bg-[var(--accent-a3)]"),
+                    rx.vstack(rx.text(title, weight="bold"), rx.text(text, size="2", color_scheme="gray"), spacing="1"),
+                    align="start",
+                    spacing="3",
+                )
+                for icon, title, text in AUDIENCES
+            ],
+            columns=rx.breakpoints(initial="1", md="3"),
+            spacing="5",
+        ),
+        class_name="mx-auto max-w-6xl px-4 py-12",
     )
 
 
@@ -115,6 +142,7 @@ def _payments_note() -> rx.Component:
 def landing() -> rx.Component:
     return public_page(
         _hero(),
+        _audiences(),
         _steps(),
         _api(),
         _payments_note(),

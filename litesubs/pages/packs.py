@@ -207,8 +207,12 @@ def _pack_card(pack: rx.Var) -> rx.Component:
                         rx.switch(
                             checked=pack["active"],
                             on_change=lambda checked: PacksState.set_active(pack["id"], checked),
+                            disabled=pack["status"] == "expired",
                         ),
-                        rx.text("On sale", size="2"),
+                        rx.text(
+                            rx.cond(pack["status"] == "expired", "Expired: edit the date to sell again", "On sale"),
+                            size="2",
+                        ),
                         align="center",
                         spacing="2",
                     ),
