@@ -1,0 +1,110 @@
+"""API keys: how a creator's own software proves who it is to the HTTP API.
+
+A key is `ls_` followed by 32 random bytes (256 bits) in URL-safe base64. The secret is shown to
+the creator once; the database keeps only its SHA-256 and a short prefix to recognise it by. A
+plain hash (not bcrypt) suffices because the secret is random, not a password, and keeps every API
+call to one indexed lookup: the hash is compared by the database's unique index, so no timing of
+ours depends on how much of a guess was right.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, or_, update
+from sqlmodel import select
+
+from litesubs.db import read_session, write_session
+from litesubs.models import ApiKey, utcnow
+from litesubs.services.errors import InvalidRequest, NotFound, Unauthorized
+
+KEY_PREFIX = "ls_"
+SECRET_BYTES = 32
+VISIBLE_PREFIX_LENGTH = 10
+NAME_MAX_LENGTH = 80
+MAX_SECRET_LENGTH = 200
+# `last_used_at` is recorded at most this often per key, so API calls are reads, not writes.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def create_key(
+    *, creator_id: int, name: str, engine: Engine | None = None, now: datetime | None = None
+) -> tuple[ApiKey, str]:
+    """A new key named `name` (1 to 80 characters) and its secret, which is never available again."""
+    name = _check_name(name)
+    secret = KEY_PREFIX + secrets.token_urlsafe(SECRET_BYTES)
+    key = ApiKey(
+        creator_id=creator_id,
+        name=name,
+        prefix=secret[:VISIBLE_PREFIX_LENGTH],
+        secret_hash=_hash(secret),
+        created_at=now or utcnow(),
+    )
+    with read_session(engine) as session:
+        session.add(key)
+        session.commit()
+    return key, secret
+
+
+def authenticate(*, secret: str | None, engine: Engine | None = None, now: datetime | None = None) -> ApiKey:
+    """The live key whose secret this is; `Unauthorized` for a missing, unknown or revoked one."""
+    if not secret or not secret.startswith(KEY_PREFIX) or len(secret) > MAX_SECRET_LENGTH:
+        raise Unauthorized("Send an API key as 'Authorization: Bearer ls_...'.")
+    now = now or utcnow()
+    with read_session(engine) as session:
+        key = session.exec(select(ApiKey).where(ApiKey.secret_hash == _hash(secret))).first()
+    if key is None:
+        raise Unauthorized("This API key is not valid.")
+    if key.revoked_at is not None:
+        raise Unauthorized("This API key has been revoked.")
+    if key.last_used_at is None or key.last_used_at <= now - LAST_USED_RESOLUTION:
+        _touch(engine, key, now)
+    return key
+
+
+def list_keys(*, creator_id: int, engine: Engine | None = None) -> list[ApiKey]:
+    """The creator's keys, newest first, revoked ones included."""
+    statement = select(ApiKey).where(ApiKey.creator_id == creator_id).order_by(ApiKey.id.desc())
+    with read_session(engine) as session:
+        return list(session.exec(statement))
+
+
+def revoke_key(*, creator_id: int, key_id: int, engine: Engine | None = None, now: datetime | None = None) -> ApiKey:
+    """Revoke the creator's key at once (`NotFound` for anyone else's); revoking twice keeps the first time."""
+    with write_session(engine) as session:
+        key = session.get(ApiKey, key_id)
+        if key is None or key.creator_id != creator_id:
+            raise NotFound("No such API key.")
+        if key.revoked_at is None:
+            key.revoked_at = now or utcnow()
+            session.add(key)
+    return key
+
+
+def _touch(engine: Engine | None, key: ApiKey, now: datetime) -> None:
+    """Record the use in its own short write; the condition makes concurrent uses within a minute write once."""
+    with write_session(engine) as session:
+        session.exec(
+            update(ApiKey)
+            .where(
+                ApiKey.id == key.id,
+                or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at <= now - LAST_USED_RESOLUTION),
+            )
+            .values(last_used_at=now)
+        )
+    key.last_used_at = now
+
+
+def _check_name(name: str) -> str:
+    name = name.strip() if isinstance(name, str) else ""
+    if not name:
+        raise InvalidRequest("name", "Give the key a name, such as the app that will use it.")
+    if len(name) > NAME_MAX_LENGTH:
+        raise InvalidRequest("name", f"Keep the name to {NAME_MAX_LENGTH} characters.")
+    return name
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
