@@ -51,7 +51,7 @@ def test_register_sign_out_and_sign_in_again(page: Page, app_server: AppServer) 
     page.screenshot(path=ARTIFACTS / "register-desktop.png", full_page=True)
     email = register(page, name="Grace Hopper")
     expect(page).to_have_url(re.compile(r"/dashboard/?$"))
-    expect(page.get_by_role("heading", name="Welcome, Grace Hopper")).to_be_visible()
+    expect(page.get_by_role("heading", name="Welcome to Litesubs, Grace Hopper")).to_be_visible()
     user = stored_user(app_server, email)
     assert user is not None
     assert user.password_hash.startswith("$2")
@@ -59,7 +59,7 @@ def test_register_sign_out_and_sign_in_again(page: Page, app_server: AppServer) 
     page.screenshot(path=ARTIFACTS / "dashboard-desktop.png", full_page=True)
 
     page.reload()
-    expect(page.get_by_role("heading", name="Welcome, Grace Hopper")).to_be_visible()
+    expect(page.get_by_role("heading", name="Welcome to Litesubs, Grace Hopper")).to_be_visible()
 
     sign_out(page)
     page.goto("/dashboard")
@@ -152,4 +152,4 @@ def test_account_settings_change_name_and_password(page: Page) -> None:
 
     sign_out(page)
     sign_in(page, email, "a brand new password")
-    expect(page.get_by_role("heading", name="Welcome, New Name")).to_be_visible()
+    expect(page.get_by_role("heading", name="Welcome to Litesubs, New Name")).to_be_visible()
