@@ -25,8 +25,10 @@ run: migrate
 	@echo "Litesubs: http://localhost:3000  (fill it with demo data: $(PYTHON) -m litesubs demo)"
 	$(VENV)/bin/reflex run
 
+# Each port builds its frontend in its own directory, so several `make serve` may run at once.
 serve: migrate
 	LITESUBS_BASE_URL=$${LITESUBS_BASE_URL:-http://localhost:$(PORT)} \
+	REFLEX_WEB_WORKDIR=.web-$(PORT) REFLEX_STATES_WORKDIR=.states-$(PORT) \
 		$(VENV)/bin/reflex run --env prod --single-port --frontend-port $(PORT)
 
 lint: .deps-installed

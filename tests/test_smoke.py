@@ -12,7 +12,7 @@ from tests.conftest import ARTIFACTS
 def test_health_reports_the_database(app_server: AppServer) -> None:
     response = httpx.get(f"{app_server.base_url}/api/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok"}
+    assert response.json() == {"status": "ok", "database": "ok", "redis": "not_configured"}
 
 
 def test_landing_page_renders_without_console_errors(page: Page) -> None:

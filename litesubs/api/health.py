@@ -1,17 +1,31 @@
-"""`GET /api/health`: is this process able to serve, and does its database answer?"""
+"""`GET /api/health`: can this process serve? The database and (when configured) Redis, reported apart."""
 
+import redis
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from litesubs.db import database_answers
+from litesubs.settings import get_settings
 
 router = APIRouter()
 
 
+def _redis_status() -> str:
+    """'ok', 'unavailable', or 'not_configured' when Reflex keeps state in memory (one process)."""
+    redis_url = get_settings().redis_url
+    if redis_url is None:
+        return "not_configured"
+    try:
+        client = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2)
+        client.ping()
+        client.close()
+    except redis.RedisError:
+        return "unavailable"
+    return "ok"
+
+
 @router.get("/api/health", include_in_schema=False)
 def health() -> JSONResponse:
-    database_ok = database_answers()
-    return JSONResponse(
-        {"status": "ok" if database_ok else "unavailable", "database": "ok" if database_ok else "unavailable"},
-        status_code=200 if database_ok else 503,
-    )
+    checks = {"database": "ok" if database_answers() else "unavailable", "redis": _redis_status()}
+    healthy = all(status in ("ok", "not_configured") for status in checks.values())
+    return JSONResponse({"status": "ok" if healthy else "unavailable", **checks}, status_code=200 if healthy else 503)
