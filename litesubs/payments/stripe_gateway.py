@@ -80,15 +80,19 @@ def retrieve_checkout_session(session_id: str) -> dict[str, Any]:
 def verify_event(*, payload: bytes, signature: str | None, settings: Settings | None = None) -> dict[str, Any]:
     """The event in `payload` if `signature` proves Stripe sent it within the last 300 seconds.
 
+    STRIPE_WEBHOOK_SECRET may list several secrets separated by commas: while a secret is being
+    rolled in Stripe's dashboard, events signed with either the old or the new one are accepted.
     Raises `InvalidSignature` otherwise, and when no webhook secret is configured.
     """
-    secret = (settings or get_settings()).stripe_webhook_secret
-    if secret is None:
+    configured = (settings or get_settings()).stripe_webhook_secret
+    secrets = [secret.strip() for secret in (configured or "").split(",") if secret.strip()]
+    if not secrets:
         raise InvalidSignature("Stripe webhooks are not configured on this server.")
-    try:
-        event = stripe.Webhook.construct_event(payload, signature, secret)
-    except stripe.SignatureVerificationError as error:
-        raise InvalidSignature() from error
-    except ValueError as error:
-        raise InvalidSignature("The event is not valid JSON.") from error
-    return event.to_dict()
+    for secret in secrets:
+        try:
+            return stripe.Webhook.construct_event(payload, signature, secret).to_dict()
+        except stripe.SignatureVerificationError:
+            continue
+        except ValueError as error:
+            raise InvalidSignature("The event is not valid JSON.") from error
+    raise InvalidSignature()

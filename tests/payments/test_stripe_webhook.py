@@ -106,6 +106,19 @@ def test_webhooks_are_refused_when_stripe_is_not_configured(
     assert response.json()["error"]["message"] == "Stripe webhooks are not configured on this server."
 
 
+def test_while_rolling_the_secret_both_the_old_and_the_new_one_are_accepted(
+    monkeypatch: pytest.MonkeyPatch, engine: Engine, fake_stripe: FakeStripe, webhook_url: str, pack: Pack, buyer: User
+) -> None:
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", f"whsec_new_one, {WEBHOOK_SECRET}")
+    get_settings.cache_clear()
+    old_session, new_session = open_checkout(engine, pack, buyer), open_checkout(engine, pack, buyer)
+
+    assert deliver(webhook_url, completed(fake_stripe, old_session)).status_code == 200
+    assert deliver(webhook_url, completed(fake_stripe, new_session), secret="whsec_new_one").status_code == 200
+    assert deliver(webhook_url, completed(fake_stripe, new_session), secret="whsec_retired").status_code == 400
+    assert (purchase_of(engine, old_session).status, purchase_of(engine, new_session).status) == ("paid", "paid")
+
+
 # --- Fulfilment -----------------------------------------------------------------------------
 
 
