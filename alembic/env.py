@@ -1,9 +1,9 @@
 """Alembic environment: migrates the database of DATABASE_URL (or the connection it is given)."""
 
+from alembic import context
 from sqlmodel import SQLModel
 
 import litesubs.models  # noqa: F401 - registers the tables on SQLModel.metadata
-from alembic import context
 from litesubs.db import make_engine
 from litesubs.settings import get_settings
 

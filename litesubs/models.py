@@ -113,7 +113,7 @@ class Customer(SQLModel, table=True):
 
 
 class Purchase(SQLModel, table=True):
-    """One Checkout Session (Stripe or test mode) for one pack by one customer."""
+    """One Checkout Session (Stripe or test mode) for one pack by one buyer."""
 
     __tablename__ = "purchase"
     __table_args__ = (
@@ -124,7 +124,9 @@ class Purchase(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     creator_id: int = Field(sa_column=_fk("user.id"))
-    customer_id: int = Field(sa_column=_fk("customer.id"))
+    buyer_id: int = Field(sa_column=_fk("user.id"))
+    # Set when the checkout settles: a buyer who only opens a checkout is not a customer yet.
+    customer_id: int | None = Field(default=None, sa_column=_fk("customer.id", nullable=True))
     pack_id: int = Field(sa_column=_fk("pack.id"))
     amount: int = Field(sa_column=Column(BigInteger, nullable=False))
     currency: str = Field(max_length=3)

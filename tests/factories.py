@@ -27,6 +27,7 @@ def record_paid_purchase(
         session.flush()
         purchase = Purchase(
             creator_id=pack.creator_id,
+            buyer_id=buyer_id,
             customer_id=customer.id,
             pack_id=pack.id,
             amount=pack.price_amount,

@@ -32,6 +32,7 @@ def buy(
     with write_session(engine) as session:
         purchase = Purchase(
             creator_id=customer.creator_id,
+            buyer_id=customer.buyer_id,
             customer_id=customer.id,
             pack_id=pack.id,
             amount=pack.price_amount,

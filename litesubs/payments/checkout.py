@@ -24,7 +24,7 @@ from litesubs.db import read_session, write_session
 from litesubs.models import Customer, Pack, Purchase, User, utcnow
 from litesubs.payments.fulfilment import TEST_MODE_SESSION_PREFIX, fulfil_checkout
 from litesubs.payments.stripe_gateway import create_checkout_session, retrieve_checkout_session
-from litesubs.services.customers import SUSPENDED, get_or_create_customer_in_session
+from litesubs.services.customers import SUSPENDED
 from litesubs.services.errors import CustomerSuspended, DomainError, NotFound, OwnPack, PackUnavailable
 from litesubs.services.ledger import get_balance
 from litesubs.services.packs import PublicPack, public_pack
@@ -131,11 +131,10 @@ def _record_pending_purchase(engine: Engine | None, offer: PublicPack, *, buyer_
     """The purchase on the terms the buyer was shown (and Stripe charges), pending until fulfilment."""
     with write_session(engine) as session:
         pack_id = session.exec(select(Pack.id).where(Pack.public_id == offer.public_id)).one()
-        customer = get_or_create_customer_in_session(session, creator_id=offer.creator_id, buyer_id=buyer_id)
         session.add(
             Purchase(
                 creator_id=offer.creator_id,
-                customer_id=customer.id,
+                buyer_id=buyer_id,
                 pack_id=pack_id,
                 amount=offer.price_amount,
                 currency=offer.currency,
@@ -216,9 +215,8 @@ def _require_test_checkout(session_id: str) -> None:
 def _owned_purchase(session: Session, *, buyer_id: int, session_id: str) -> tuple[Purchase, Pack]:
     row = session.exec(
         select(Purchase, Pack)
-        .join(Customer, Customer.id == Purchase.customer_id)
         .join(Pack, Pack.id == Purchase.pack_id)
-        .where(Purchase.stripe_session_id == session_id, Customer.buyer_id == buyer_id)
+        .where(Purchase.stripe_session_id == session_id, Purchase.buyer_id == buyer_id)
     ).first()
     if row is None:
         raise NotFound(NO_SUCH_CHECKOUT)
@@ -229,7 +227,10 @@ def _summary(engine: Engine | None, *, buyer_id: int, session_id: str, now: date
     with read_session(engine) as session:
         purchase, pack = _owned_purchase(session, buyer_id=buyer_id, session_id=session_id)
         creator_name = session.get(User, purchase.creator_id).name
-    balance = get_balance(creator_id=purchase.creator_id, customer_id=purchase.customer_id, now=now, engine=engine)
+    balance = 0
+    if purchase.customer_id is not None:
+        account = get_balance(creator_id=purchase.creator_id, customer_id=purchase.customer_id, now=now, engine=engine)
+        balance = account.balance
     return CheckoutSummary(
         session_id=session_id,
         status=purchase.status,
@@ -239,5 +240,5 @@ def _summary(engine: Engine | None, *, buyer_id: int, session_id: str, now: date
         amount=purchase.amount,
         currency=purchase.currency,
         credits=purchase.credits,
-        balance=balance.balance,
+        balance=balance,
     )

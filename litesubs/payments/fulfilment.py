@@ -76,11 +76,12 @@ def fulfil_checkout_in_session(session: Session, checkout: Mapping[str, Any], *,
     if order is None:
         logger.warning("Checkout Session %s names no pack and buyer of ours; ignored", checkout.get("id"))
         return FulfilmentResult("not_ours")
-    customer = _lock_buyer(session, checkout["id"], order, now=now)
+    customer = _lock_buyer(session, order, now=now)
     purchase = _purchase_of_session(session, checkout["id"])
     if purchase is not None and purchase.status in (PAID, REFUNDED, MISMATCH):
         return FulfilmentResult("already_fulfilled", purchase.id)
-    purchase = purchase or _new_purchase(order.pack, customer, checkout["id"])
+    purchase = purchase or _new_purchase(order, checkout["id"])
+    purchase.customer_id = customer.id
     purchase.stripe_payment_intent_id = _id_of(checkout.get("payment_intent"))
     problem = _why_not_grantable(checkout, purchase, order.pack, customer, now=now)
     if problem is not None:
@@ -113,11 +114,9 @@ def mark_failed(
 
 def mark_failed_in_session(session: Session, checkout: Mapping[str, Any], *, now: datetime) -> FulfilmentResult:
     """`mark_failed` in the caller's transaction; a purchase already settled keeps its status."""
-    purchase = _purchase_of_session(session, checkout["id"])
+    purchase = _purchase_of_session(session, checkout["id"], for_update=True)
     if purchase is None:
         return FulfilmentResult("not_ours")
-    lock_customer(session, creator_id=purchase.creator_id, customer_id=purchase.customer_id, now=now)
-    purchase = _purchase_of_session(session, checkout["id"])
     if purchase.status != PENDING:
         return FulfilmentResult("already_fulfilled", purchase.id)
     _settle(session, purchase, FAILED)
@@ -149,6 +148,9 @@ def refund_charge_in_session(session: Session, charge: Mapping[str, Any], *, now
     if not charge.get("refunded"):
         logger.warning("Charge %s of purchase %s partly refunded; credits unchanged", charge.get("id"), purchase.id)
         return FulfilmentResult("partial_refund", purchase.id)
+    if purchase.customer_id is None:
+        logger.warning("Refund of charge %s for purchase %s that never settled; ignored", charge.get("id"), purchase.id)
+        return FulfilmentResult("not_settled", purchase.id)
     customer = lock_customer(session, creator_id=purchase.creator_id, customer_id=purchase.customer_id, now=now)
     purchase = _purchase_of_payment(session, payment_intent_id)
     if purchase.status == REFUNDED:
@@ -179,19 +181,16 @@ def _order_of(session: Session, checkout: Mapping[str, Any]) -> _Order | None:
     return _Order(pack=pack, buyer_id=int(buyer_ref))
 
 
-def _lock_buyer(session: Session, session_id: str, order: _Order, *, now: datetime) -> Customer:
-    """The buyer's customer of the pack's creator (created if new), locked for the rest of the transaction."""
-    pending = _purchase_of_session(session, session_id)
-    if pending is not None:
-        customer_id = pending.customer_id
-    else:
-        customer = get_or_create_customer_in_session(session, creator_id=order.pack.creator_id, buyer_id=order.buyer_id)
-        customer_id = customer.id
-    return lock_customer(session, creator_id=order.pack.creator_id, customer_id=customer_id, now=now)
+def _lock_buyer(session: Session, order: _Order, *, now: datetime) -> Customer:
+    """The buyer's customer of the pack's creator (created now if this is their first payment), locked."""
+    customer = get_or_create_customer_in_session(session, creator_id=order.pack.creator_id, buyer_id=order.buyer_id)
+    return lock_customer(session, creator_id=order.pack.creator_id, customer_id=customer.id, now=now)
 
 
-def _purchase_of_session(session: Session, session_id: str) -> Purchase | None:
+def _purchase_of_session(session: Session, session_id: str, *, for_update: bool = False) -> Purchase | None:
     statement = select(Purchase).where(Purchase.stripe_session_id == session_id)
+    if for_update:
+        statement = statement.with_for_update()
     return session.exec(statement.execution_options(populate_existing=True)).first()
 
 
@@ -202,11 +201,12 @@ def _purchase_of_payment(session: Session, payment_intent_id: str | None) -> Pur
     return session.exec(statement.execution_options(populate_existing=True)).first()
 
 
-def _new_purchase(pack: Pack, customer: Customer, session_id: str) -> Purchase:
+def _new_purchase(order: _Order, session_id: str) -> Purchase:
     """The purchase row for a paid session whose pending row is missing (checkout start failed after Stripe)."""
+    pack = order.pack
     return Purchase(
         creator_id=pack.creator_id,
-        customer_id=customer.id,
+        buyer_id=order.buyer_id,
         pack_id=pack.id,
         amount=pack.price_amount,
         currency=pack.currency,
