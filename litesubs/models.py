@@ -94,9 +94,24 @@ class Customer(SQLModel, table=True):
         UniqueConstraint("creator_id", "buyer_id", name="uq_customer_creator_buyer"),
         CheckConstraint("balance >= 0", name="ck_customer_balance_non_negative"),
         CheckConstraint("status IN ('active', 'suspended')", name="ck_customer_status"),
-        Index("ix_customer_creator_balance", "creator_id", "balance"),
-        Index("ix_customer_creator_last_purchase", "creator_id", "last_purchase_at"),
-        Index("ix_customer_creator_credits_purchased", "creator_id", "credits_purchased"),
+        # The customer table's sorts: (creator, column, id) walked forwards or backwards, one page at a time.
+        # Dates sort NULLS FIRST so that a backward walk lists the newest first and never-bought last.
+        Index("ix_customer_creator_balance", "creator_id", "balance", "id"),
+        Index("ix_customer_creator_credits_purchased", "creator_id", "credits_purchased", "id"),
+        Index(
+            "ix_customer_creator_last_purchase",
+            "creator_id",
+            "last_purchase_at",
+            "id",
+            postgresql_ops={"last_purchase_at": "NULLS FIRST"},
+        ),
+        Index(
+            "ix_customer_creator_first_purchase",
+            "creator_id",
+            "first_purchase_at",
+            "id",
+            postgresql_ops={"first_purchase_at": "NULLS FIRST"},
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
