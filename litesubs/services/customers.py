@@ -18,6 +18,7 @@ from litesubs.services.errors import CustomerSuspended, NotFound
 
 ACTIVE = "active"
 SUSPENDED = "suspended"
+MAX_ID = 2**31 - 1  # ids are 32-bit integers
 
 
 def get_or_create_customer(*, creator_id: int, buyer_id: int, engine: Engine | None = None) -> Customer:
@@ -53,7 +54,11 @@ def find_customer(*, creator_id: int, ref: int | str, engine: Engine | None = No
     """
     statement = select(Customer).where(Customer.creator_id == creator_id)
     if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
+        if not 0 < int(ref) <= MAX_ID:
+            raise NotFound("No such customer.")  # the databases refuse to compare a larger number
         statement = statement.where(Customer.id == int(ref))
+    elif "\x00" in ref:
+        raise NotFound("No such customer.")  # no email holds a NUL, and PostgreSQL refuses to compare one
     else:
         statement = statement.join(User, User.id == Customer.buyer_id).where(User.email == ref.strip().lower())
     with read_session(engine) as session:

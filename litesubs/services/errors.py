@@ -11,6 +11,8 @@ class DomainError(Exception):
     code: str = "error"
     status: int = 400
     default_message: str = "The request could not be completed."
+    # True when an idempotency key returned this stored refusal again rather than deciding it now.
+    replayed: bool = False
 
     def __init__(self, message: str | None = None) -> None:
         self.message = message or self.default_message

@@ -21,8 +21,6 @@ transaction, for payment fulfilment, which writes its purchase in the same commi
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -34,6 +32,7 @@ from sqlmodel import Session, select
 from litesubs.db import write_session
 from litesubs.models import CreditLot, Customer, LedgerEntry, utcnow
 from litesubs.services import idempotency
+from litesubs.services.cursors import decode_cursor, encode_cursor
 from litesubs.services.customers import ensure_active, lock_customer_row
 from litesubs.services.errors import CustomerSuspended, InsufficientCredits, InvalidRequest, NotFound
 
@@ -287,14 +286,14 @@ def list_entries(
         raise InvalidRequest("limit", f"Ask for 1 to {MAX_PAGE_SIZE} entries.")
     statement = select(LedgerEntry).where(LedgerEntry.customer_id == customer_id)
     if cursor is not None:
-        statement = statement.where(LedgerEntry.id < _decode_cursor(cursor))
+        statement = statement.where(LedgerEntry.id < decode_cursor(cursor))
     statement = statement.order_by(LedgerEntry.id.desc()).limit(limit + 1)
     with write_session(engine) as session:
         lock_customer(session, creator_id=creator_id, customer_id=customer_id, now=now or utcnow())
         entries = tuple(session.exec(statement))
     if len(entries) <= limit:
         return LedgerPage(entries=entries, next_cursor=None)
-    return LedgerPage(entries=entries[:limit], next_cursor=_encode_cursor(entries[limit - 1].id))
+    return LedgerPage(entries=entries[:limit], next_cursor=encode_cursor(entries[limit - 1].id))
 
 
 def expire_due_credits(*, now: datetime | None = None, engine: Engine | None = None) -> ExpirySummary:
@@ -494,7 +493,7 @@ def _change_credits(
     """Run `change` on the locked, up-to-date customer in one transaction, once per idempotency key.
 
     A business refusal is committed like a success (with its idempotency record and any expiry that
-    was due) and raised after the commit; replaying a key raises the stored refusal again.
+    was due) and raised after the commit; replaying a key raises the stored refusal again, marked `replayed`.
     """
     key = cause.idempotency_key
     with write_session(engine) as session:
@@ -511,7 +510,9 @@ def _change_credits(
             if key is not None:
                 idempotency.remember(session, creator_id=creator_id, key=key, outcome=outcome)
     if "refusal" in outcome:
-        raise _REFUSALS[outcome["refusal"]](outcome["message"])
+        refusal = _REFUSALS[outcome["refusal"]](outcome["message"])
+        refusal.replayed = replayed
+        raise refusal
     return LedgerResult.from_json(outcome["result"], replayed=replayed)
 
 
@@ -556,17 +557,3 @@ def _check_expiry(expires_at: datetime | None, now: datetime) -> datetime | None
 
 def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
-
-
-def _encode_cursor(entry_id: int) -> str:
-    return base64.urlsafe_b64encode(str(entry_id).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> int:
-    try:
-        entry_id = int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
-    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
-        entry_id = 0
-    if entry_id <= 0:
-        raise InvalidRequest("cursor", "This cursor is not valid; start again without one.")
-    return entry_id

@@ -1,0 +1,141 @@
+"""The routes of API v1: each authenticates the key, makes one service call and shapes the answer."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from litesubs.api.v1.errors import REPLAYED_HEADER, REPLAYED_HEADER_DOC, responses
+from litesubs.api.v1.rate_limit import API_KEY_LIMITS
+from litesubs.api.v1.schemas import (
+    CreditRequest,
+    CustomerDetail,
+    CustomerList,
+    DebitRequest,
+    PackList,
+    PackPublic,
+    TransactionList,
+    TransactionPublic,
+)
+from litesubs.models import ApiKey
+from litesubs.services import api_keys, ledger
+from litesubs.services.customer_accounts import customer_account, page_customers
+from litesubs.services.customers import find_customer
+from litesubs.services.idempotency import MAX_KEY_LENGTH
+from litesubs.services.packs import list_packs
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="An API key from the dashboard's API keys page: `Authorization: Bearer ls_...`.",
+)
+
+
+def authenticated_key(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> ApiKey:
+    """The live API key of the request, within its rate limit."""
+    key = api_keys.authenticate(secret=credentials.credentials if credentials else None)
+    API_KEY_LIMITS.take(key.id)
+    return key
+
+
+CurrentKey = Annotated[ApiKey, Depends(authenticated_key)]
+CustomerRef = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=320,
+        description="The customer's id, or the buyer's email address.",
+        examples=["42", "buyer@example.com"],
+    ),
+]
+Limit = Annotated[int, Query(ge=1, le=ledger.MAX_PAGE_SIZE, description="Items per page, 1 to 100.")]
+Cursor = Annotated[
+    str | None, Query(max_length=100, description="`next_cursor` of the previous page; omit for the first page.")
+]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=MAX_KEY_LENGTH,
+        description="Any unique string, such as a UUID. Retrying with the same key and body returns the first "
+        "response again (with `Idempotent-Replayed: true`) and changes nothing; with another body: 409. "
+        "Kept at least 24 hours.",
+    ),
+]
+_CHANGE_RESPONSES = {
+    200: {"description": "The change, as the ledger recorded it.", "headers": REPLAYED_HEADER_DOC},
+    **responses(401, 403, 404, 409, 422, 429, replayable=(403, 409)),
+}
+
+router = APIRouter(tags=["API v1"])
+
+
+@router.get("/customers", response_model=CustomerList, responses=responses(401, 422, 429))
+def list_customers(
+    key: CurrentKey,
+    email: Annotated[str | None, Query(max_length=320, description="Only the customer with this buyer email.")] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> CustomerList:
+    """Your customers with their balances, newest first."""
+    return CustomerList.of(page_customers(creator_id=key.creator_id, email=email, limit=limit, cursor=cursor))
+
+
+@router.get("/customers/{ref}", response_model=CustomerDetail, responses=responses(401, 404, 422, 429))
+def get_customer(ref: CustomerRef, key: CurrentKey) -> CustomerDetail:
+    """One customer: balance, status and unexpired credit lots."""
+    return CustomerDetail.of(customer_account(creator_id=key.creator_id, ref=ref))
+
+
+@router.post("/customers/{ref}/debit", response_model=TransactionPublic, responses=_CHANGE_RESPONSES)
+def debit_customer(
+    ref: CustomerRef, body: DebitRequest, key: CurrentKey, response: Response, idempotency_key: IdempotencyKey = None
+) -> TransactionPublic:
+    """Spend credits: all of `amount` or, when the balance is lower (409) or the customer suspended (403), none."""
+    result = ledger.debit(**_change_by(key, ref=ref, idempotency_key=idempotency_key), **body.model_dump())
+    return _change(result, reason=body.reason, response=response)
+
+
+@router.post("/customers/{ref}/credit", response_model=TransactionPublic, responses=_CHANGE_RESPONSES)
+def credit_customer(
+    ref: CustomerRef, body: CreditRequest, key: CurrentKey, response: Response, idempotency_key: IdempotencyKey = None
+) -> TransactionPublic:
+    """Grant free credits (kept apart from paid ones), optionally expiring at `expires_at`."""
+    result = ledger.grant(**_change_by(key, ref=ref, idempotency_key=idempotency_key), **body.model_dump())
+    return _change(result, reason=body.reason, response=response)
+
+
+@router.get("/customers/{ref}/transactions", response_model=TransactionList, responses=responses(401, 404, 422, 429))
+def list_transactions(ref: CustomerRef, key: CurrentKey, limit: Limit = 50, cursor: Cursor = None) -> TransactionList:
+    """The customer's ledger, newest first: every change of credits, who made it and why."""
+    customer = find_customer(creator_id=key.creator_id, ref=ref)
+    page = ledger.list_entries(creator_id=key.creator_id, customer_id=customer.id, limit=limit, cursor=cursor)
+    return TransactionList(
+        data=[TransactionPublic.of_entry(entry) for entry in page.entries], next_cursor=page.next_cursor
+    )
+
+
+@router.get("/packs", response_model=PackList, responses=responses(401, 429))
+def list_your_packs(key: CurrentKey) -> PackList:
+    """Your packs, newest first, with their links."""
+    return PackList(data=[PackPublic.of(summary) for summary in list_packs(creator_id=key.creator_id)])
+
+
+def _change_by(key: ApiKey, *, ref: str, idempotency_key: str | None) -> dict[str, Any]:
+    """The ledger arguments that say whose credits change and who changes them: the key's creator's customer."""
+    customer = find_customer(creator_id=key.creator_id, ref=ref)
+    return {
+        "creator_id": key.creator_id,
+        "customer_id": customer.id,
+        "actor": ledger.Actor("api_key", key.id),
+        "idempotency_key": idempotency_key,
+    }
+
+
+def _change(result: ledger.LedgerResult, *, reason: str, response: Response) -> TransactionPublic:
+    if result.replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    return TransactionPublic.of_result(result, reason=reason)

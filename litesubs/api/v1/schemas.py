@@ -1,0 +1,211 @@
+"""What goes in and out of HTTP API v1: the OpenAPI document is generated from these models."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+
+from litesubs.models import LedgerEntry
+from litesubs.services.customer_accounts import CustomerAccount, CustomerPage
+from litesubs.services.ledger import MAX_AMOUNT, MAX_REASON_LENGTH, LedgerResult
+from litesubs.services.packs import PackSummary, pack_link
+
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL cannot store a NUL character in text
+
+
+def _unicode(text: str) -> str:
+    """Text the databases can store: JSON may escape lone surrogates, which are not Unicode text."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return text
+
+
+def _whole_number(value: object) -> object:
+    """JSON has one number type: 5.0 is the whole number 5 (JSON Schema agrees); 5.5, "5" and true are not."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _in_utc(moment: datetime) -> datetime:
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range") from None
+
+
+Amount = Annotated[
+    int,
+    Field(strict=True, ge=1, le=MAX_AMOUNT, description="Whole credits, from 1 to 1,000,000,000.", examples=[10]),
+    BeforeValidator(_whole_number),
+]
+Reason = Annotated[
+    str,
+    Field(
+        max_length=MAX_REASON_LENGTH,
+        pattern=NO_NUL,
+        description="Why, in words; shown in the creator's ledger. No NUL characters.",
+    ),
+    AfterValidator(_unicode),
+]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DebitRequest(_Request):
+    amount: Amount
+    reason: Reason = ""
+
+
+class CreditRequest(_Request):
+    amount: Amount
+    reason: Reason = ""
+    expires_at: Annotated[
+        AwareDatetime | None,
+        Field(description="When these credits expire (ISO 8601 with a time zone, in the future); never if absent."),
+        AfterValidator(lambda moment: None if moment is None else _in_utc(moment)),
+    ] = None
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(
+        description="Stable: unauthorized, customer_suspended, not_found, insufficient_credits, "
+        "idempotency_conflict, invalid_request, rate_limited, method_not_allowed, internal_error."
+    )
+    message: str = Field(description="For people: what went wrong and what to do.")
+    field: str | None = Field(default=None, description="With invalid_request: the offending field.")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class _FromAttributes(BaseModel):
+    """Built from a service's dataclass of the same field names: `Model.model_validate(summary)`."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class CustomerPublic(_FromAttributes):
+    id: int
+    email: str
+    name: str
+    status: Literal["active", "suspended"]
+    balance: int = Field(description="Credits the customer can spend now.")
+    created_at: datetime
+
+
+class LotPublic(_FromAttributes):
+    """Credits granted at once; spent soonest-expiring first, never-expiring last."""
+
+    id: int
+    source: Literal["purchase", "grant"]
+    granted: int
+    remaining: int
+    expires_at: datetime | None
+    created_at: datetime
+
+
+class CustomerDetail(CustomerPublic):
+    lots: list[LotPublic] = Field(description="Unexpired lots holding credits, in the order they will be spent.")
+
+    @classmethod
+    def of(cls, account: CustomerAccount) -> CustomerDetail:
+        public = CustomerPublic.model_validate(account.customer)
+        return cls(**public.model_dump(), lots=[LotPublic.model_validate(lot) for lot in account.balance.lots])
+
+
+class CustomerList(BaseModel):
+    data: list[CustomerPublic] = Field(description="Newest customers first.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+    @classmethod
+    def of(cls, page: CustomerPage) -> CustomerList:
+        customers = [CustomerPublic.model_validate(customer) for customer in page.customers]
+        return cls(data=customers, next_cursor=page.next_cursor)
+
+
+TransactionKind = Literal["purchase", "adjustment", "debit", "credit", "refund", "expiry"]
+ActorType = Literal["creator", "api_key", "stripe", "system", "buyer"]
+
+
+class TransactionPublic(BaseModel):
+    """One change of a customer's credits."""
+
+    id: int
+    customer_id: int
+    kind: TransactionKind
+    delta: int = Field(description="Credits added (positive) or taken (negative).")
+    balance_after: int
+    reason: str
+    actor: ActorType = Field(description="Who made the change.")
+    created_at: datetime
+
+    @classmethod
+    def of_entry(cls, entry: LedgerEntry) -> TransactionPublic:
+        return cls(
+            id=entry.id,
+            customer_id=entry.customer_id,
+            kind=entry.kind,
+            delta=entry.delta,
+            balance_after=entry.balance_after,
+            reason=entry.reason,
+            actor=entry.actor_type,
+            created_at=entry.created_at,
+        )
+
+    @classmethod
+    def of_result(cls, result: LedgerResult, *, reason: str) -> TransactionPublic:
+        """The change an API call just made (or replayed), which the API key made."""
+        return cls(
+            id=result.entry_id,
+            customer_id=result.customer_id,
+            kind=result.kind,
+            delta=result.delta,
+            balance_after=result.balance_after,
+            reason=reason.strip(),
+            actor="api_key",
+            created_at=result.created_at,
+        )
+
+
+class TransactionList(BaseModel):
+    data: list[TransactionPublic] = Field(description="Newest first.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class PackPublic(BaseModel):
+    id: str = Field(description="The pack's public id, as in its link.")
+    name: str
+    description: str
+    price_amount: int = Field(description="In minor units of `currency` (cents for USD).")
+    currency: str
+    credits: int
+    expires_at: datetime | None
+    status: Literal["active", "disabled", "expired"]
+    url: str = Field(description="The link buyers open to buy the pack.")
+
+    @classmethod
+    def of(cls, summary: PackSummary) -> PackPublic:
+        pack = summary.pack
+        return cls(
+            id=pack.public_id,
+            name=pack.name,
+            description=pack.description,
+            price_amount=pack.price_amount,
+            currency=pack.currency,
+            credits=pack.credits,
+            expires_at=pack.expires_at,
+            status=summary.status,
+            url=pack_link(pack.public_id),
+        )
+
+
+class PackList(BaseModel):
+    data: list[PackPublic] = Field(description="Newest first.")
