@@ -42,5 +42,8 @@ format: .deps-installed
 test: lint
 	$(VENV)/bin/pytest
 
+# On PostgreSQL (BENCH_DATABASE_URL, default the local server) with Redis; needs wrk and pgbench.
 bench: .deps-installed
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 	$(PYTHON) -m bench
