@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
 
-from alembic import command
 from litesubs.db import make_engine
 from litesubs.settings import REPO_ROOT, get_settings
 

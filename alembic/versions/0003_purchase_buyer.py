@@ -19,7 +19,9 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("purchase", schema=None) as batch_op:
         batch_op.add_column(sa.Column("buyer_id", sa.Integer(), nullable=True))
-    op.execute("UPDATE purchase SET buyer_id = (SELECT buyer_id FROM customer WHERE customer.id = purchase.customer_id)")
+    op.execute(
+        "UPDATE purchase SET buyer_id = (SELECT buyer_id FROM customer WHERE customer.id = purchase.customer_id)"
+    )
     with op.batch_alter_table("purchase", schema=None) as batch_op:
         batch_op.alter_column("buyer_id", existing_type=sa.Integer(), nullable=False)
         batch_op.alter_column("customer_id", existing_type=sa.Integer(), nullable=True)
