@@ -5,6 +5,7 @@ import reflex as rx
 from litesubs import routes
 from litesubs.api.app import create_api
 from litesubs.pages.account import account_page
+from litesubs.pages.api_keys import api_keys_page
 from litesubs.pages.auth import login_page, register_page
 from litesubs.pages.buying import buy_page, checkout_success_page, test_checkout_page, wallet_page
 from litesubs.pages.customers import customer_page, customers_page
@@ -12,6 +13,7 @@ from litesubs.pages.dashboard import dashboard_page
 from litesubs.pages.landing import landing
 from litesubs.pages.packs import packs_page
 from litesubs.startup import migrate_on_start, settings_or_exit
+from litesubs.state.api_keys import ApiKeysState
 from litesubs.state.auth import AccountSettingsState, AuthFormState
 from litesubs.state.buying import BuyState, CheckoutSuccessState, TestCheckoutState, WalletState
 from litesubs.state.customers import CustomersState, CustomerState
@@ -38,6 +40,7 @@ app.add_page(customers_page, route=routes.CUSTOMERS, title="Customers · Litesub
 app.add_page(
     customer_page, route=routes.CUSTOMERS + "/[customer_id]", title="Customer · Litesubs", on_load=CustomerState.load
 )
+app.add_page(api_keys_page, route=routes.API_KEYS, title="API keys · Litesubs", on_load=ApiKeysState.load)
 app.add_page(wallet_page, route=routes.WALLET, title="Wallet · Litesubs", on_load=WalletState.load)
 app.add_page(buy_page, route=routes.BUY + "/[public_id]", title="Buy credits · Litesubs", on_load=BuyState.load)
 app.add_page(

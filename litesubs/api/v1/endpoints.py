@@ -118,7 +118,7 @@ def list_transactions(ref: CustomerRef, key: CurrentKey, limit: Limit = 50, curs
     )
 
 
-@router.get("/packs", response_model=PackList, responses=responses(401, 429))
+@router.get("/packs", response_model=PackList, responses=responses(401, 429), summary="List packs")
 def list_your_packs(key: CurrentKey) -> PackList:
     """Your packs, newest first, with their links."""
     return PackList(data=[PackPublic.of(summary) for summary in list_packs(creator_id=key.creator_id)])
