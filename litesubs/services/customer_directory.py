@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, Select, exists, func, or_
+from sqlalchemy import Engine, Select, func, or_
+from sqlalchemy.orm import InstrumentedAttribute
 from sqlmodel import Session, select
 
 from litesubs.db import read_session
@@ -94,12 +95,19 @@ def list_customers(
     if page_size not in PAGE_SIZES:
         raise InvalidRequest("page_size", f"Show {', '.join(map(str, PAGE_SIZES))} rows a page.")
     page = max(1, int(page))
-    matching = _matching(creator_id, search)
+    offset = (page - 1) * page_size
     column = SORTS[sort]
-    order = [column.desc().nulls_last() if descending else column.asc().nulls_last(), Customer.id.desc()]
+    order = _order(column, descending=descending)
+    own = select(Customer.id).where(Customer.creator_id == creator_id)
     with read_session(engine) as session:
-        total = session.exec(select(func.count()).select_from(matching.subquery())).one()
-        rows = session.exec(matching.order_by(*order).offset((page - 1) * page_size).limit(page_size)).all()
+        if search.strip() or column.table is not Customer.__table__:
+            matching = _matching(creator_id, search)
+            rows = session.exec(matching.order_by(*order).offset(offset).limit(page_size)).all()
+            total = session.exec(select(func.count()).select_from(matching.subquery())).one()
+        else:  # find the page's ids on the customer index alone, then join the buyers of those rows only
+            page_ids = own.order_by(*order).offset(offset).limit(page_size)
+            rows = session.exec(_matching(creator_id, "").where(Customer.id.in_(page_ids)).order_by(*order)).all()
+            total = session.exec(select(func.count()).select_from(own.subquery())).one()
         spent = _spent(session, [customer.id for customer, _user in rows])
     return CustomerTable(
         rows=[_row(customer, user, spent.get(customer.id, {})) for customer, user in rows],
@@ -242,22 +250,19 @@ def export_ledger_csv(*, creator_id: int, engine: Engine | None = None) -> Itera
         last_id = batch[-1][0].id
 
 
-def _matching(creator_id: int, search: str) -> Select:
-    """The creator's (Customer, User) rows whose email or name contains `search` (case-insensitive).
+def _order(column: InstrumentedAttribute, *, descending: bool) -> list:
+    """Walks one index (creator_id, column, id) forwards or backwards. Empty dates (NULL) go last when
+    the newest come first; naming NULLS for a NOT NULL column would stop PostgreSQL from using the index."""
+    if not column.nullable:
+        return [column.desc(), Customer.id.desc()] if descending else [column.asc(), Customer.id.asc()]
+    if descending:
+        return [column.desc().nulls_last(), Customer.id.desc()]
+    return [column.asc().nulls_first(), Customer.id.asc()]
 
-    A buyer who only opened a checkout and left is not a customer yet: rows count once they bought
-    something, got credits, or have a settled (even mismatched) payment. The cheap test comes first.
-    """
-    engaged = or_(
-        Customer.first_purchase_at.is_not(None),
-        exists().where(LedgerEntry.customer_id == Customer.id),
-        exists().where(Purchase.customer_id == Customer.id, Purchase.status != "pending"),
-    )
-    statement = (
-        select(Customer, User)
-        .join(User, User.id == Customer.buyer_id)
-        .where(Customer.creator_id == creator_id, engaged)
-    )
+
+def _matching(creator_id: int, search: str) -> Select:
+    """The creator's (Customer, User) rows whose email or name contains `search` (case-insensitive)."""
+    statement = select(Customer, User).join(User, User.id == Customer.buyer_id).where(Customer.creator_id == creator_id)
     term = search.strip().lower()
     if term:
         pattern = f"%{_escape_like(term)}%"
