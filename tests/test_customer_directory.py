@@ -133,4 +133,3 @@ def test_exports_stream_every_row_as_csv(
     )
     assert [int(row["delta"]) for row in ledger] == [30, 10, 20]
     assert {row["kind"] for row in ledger} == {"credit"}
-

@@ -40,6 +40,7 @@ def test_create_pack_stores_minor_units_and_an_unguessable_link(engine: Engine) 
         ({"credits": "0"}, "credits"),
         ({"credits": "1000000001"}, "credits"),
         ({"credits": "2.5"}, "credits"),
+        ({"credits": "²"}, "credits"),
         ({"expires_on": "2020-01-01"}, "expires_on"),
         ({"expires_on": "soon"}, "expires_on"),
         ({"currency": "BTC"}, "currency"),

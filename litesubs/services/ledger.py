@@ -147,7 +147,7 @@ class _Cause:
 def parse_credits(text: str, *, field: str = "amount") -> int:
     """A whole number of credits as a person types it ('1,000' is fine), from 1 to 1,000,000,000."""
     cleaned = text.strip().replace(",", "").replace("_", "")
-    if not cleaned.isdigit():
+    if not (cleaned.isascii() and cleaned.isdigit()):
         raise InvalidRequest(field, "Enter a whole number of credits, such as 100.")
     if not 1 <= int(cleaned) <= MAX_AMOUNT:
         raise InvalidRequest(field, f"Credits must be between 1 and {MAX_AMOUNT:,}.")
