@@ -8,7 +8,6 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 
 import httpx
 import pytest
@@ -52,11 +51,9 @@ class Creator:
     client: httpx.Client
     engine: Engine
 
-    def customer(
-        self, *, credits: int = 0, email: str | None = None, expires_at: datetime | None = None
-    ) -> tuple[Customer, User]:
+    def customer(self, *, credits: int = 0) -> tuple[Customer, User]:
         """A new buyer of this creator's, holding `credits` granted by the creator."""
-        buyer = create_user(self.engine, name="Buyer", email=email)
+        buyer = create_user(self.engine, name="Buyer")
         customer = get_or_create_customer(creator_id=self.user.id, buyer_id=buyer.id, engine=self.engine)
         if credits:
             grant(
@@ -64,7 +61,6 @@ class Creator:
                 customer_id=customer.id,
                 amount=credits,
                 actor=Actor("creator", self.user.id),
-                expires_at=expires_at,
                 engine=self.engine,
             )
         return customer, buyer
