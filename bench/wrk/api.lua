@@ -16,7 +16,6 @@ function init(args)
   counter = 0
   run_id = tostring(os.time()) .. "-" .. tostring(thread_id)
   math.randomseed(os.time() + thread_id * 7919)
-  wrk.headers["Content-Type"] = "application/json"
 end
 
 function request()
@@ -27,7 +26,8 @@ function request()
     return wrk.format("GET", "/api/v1/customers/" .. customer, {["Authorization"] = auth})
   end
   return wrk.format("POST", "/api/v1/customers/" .. customer .. "/debit",
-    {["Authorization"] = auth, ["Idempotency-Key"] = "bench-" .. run_id .. "-" .. counter},
+    {["Authorization"] = auth, ["Content-Type"] = "application/json",
+     ["Idempotency-Key"] = "bench-" .. run_id .. "-" .. counter},
     '{"amount": 1, "reason": "bench"}')
 end
 

@@ -47,6 +47,19 @@ def get_or_create_customer_in_session(session: Session, *, creator_id: int, buye
     return customer
 
 
+def customer_id_of(*, creator_id: int, ref: int | str, engine: Engine | None = None) -> int:
+    """The id of the customer `ref` names, for an operation that locks the customer anyway.
+
+    A numeric reference is its own answer without a query: the lock that follows checks that the
+    customer is this creator's (`NotFound` otherwise). An email is looked up.
+    """
+    if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
+        if not 0 < int(ref) <= MAX_ID:
+            raise NotFound("No such customer.")
+        return int(ref)
+    return find_customer(creator_id=creator_id, ref=ref, engine=engine).id
+
+
 def find_customer(*, creator_id: int, ref: int | str, engine: Engine | None = None) -> Customer:
     """The creator's customer addressed by its id or by the buyer's email; `NotFound` otherwise.
 

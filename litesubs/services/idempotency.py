@@ -14,8 +14,8 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, delete, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, Insert, delete, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
 from litesubs.db import write_session
@@ -43,19 +43,28 @@ def claim(
     different request used the key.
     """
     fingerprint = _request_hash(request)
-    try:
-        with session.begin_nested():
-            session.add(
-                IdempotencyRecord(creator_id=creator_id, key=key, request_hash=fingerprint, outcome="", created_at=now)
-            )
-    except IntegrityError:
-        earlier = session.exec(
-            select(IdempotencyRecord).where(IdempotencyRecord.creator_id == creator_id, IdempotencyRecord.key == key)
-        ).one()
-        if earlier.request_hash != fingerprint:
-            raise IdempotencyConflict() from None
-        return json.loads(earlier.outcome)
-    return None
+    record = {"creator_id": creator_id, "key": key, "request_hash": fingerprint, "outcome": "", "created_at": now}
+    # One round trip: a concurrent claim of the same key waits here until the other transaction ends.
+    inserted = session.exec(
+        _insert(session)
+        .values(**record)
+        .on_conflict_do_nothing(index_elements=["creator_id", "key"])
+        .returning(IdempotencyRecord.id)
+    ).first()
+    if inserted is not None:
+        return None
+    earlier = session.exec(
+        select(IdempotencyRecord).where(IdempotencyRecord.creator_id == creator_id, IdempotencyRecord.key == key)
+    ).one()
+    if earlier.request_hash != fingerprint:
+        raise IdempotencyConflict()
+    return json.loads(earlier.outcome)
+
+
+def _insert(session: Session) -> Insert:
+    """INSERT with ON CONFLICT for the session's database (both SQLite and PostgreSQL have it)."""
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(IdempotencyRecord)
 
 
 def remember(session: Session, *, creator_id: int, key: str, outcome: dict[str, Any]) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from litesubs.db import write_session
+from litesubs.db import read_session, write_session
 from litesubs.models import CreditLot, Customer, LedgerEntry, utcnow
 from litesubs.services import idempotency
 from litesubs.services.cursors import decode_cursor, encode_cursor
@@ -255,21 +255,42 @@ def adjust(
 def get_balance(
     *, creator_id: int, customer_id: int, now: datetime | None = None, engine: Engine | None = None
 ) -> CustomerBalance:
-    """The customer's balance, status and unexpired lots (in spending order), after expiring what is due."""
+    """The customer's balance, status and unexpired lots (in spending order), after expiring what is due.
+
+    Balance checks are frequent and rarely find a lot due, so they read first, without a lock, in one
+    statement (one snapshot of customer and lots); only when a lot is due do they take the lock and expire it.
+    """
+    now = now or utcnow()
+    with read_session(engine) as session:
+        rows = session.exec(
+            select(Customer, CreditLot)
+            .outerjoin(CreditLot, (CreditLot.customer_id == Customer.id) & (CreditLot.remaining > 0))
+            .where(Customer.id == customer_id, Customer.creator_id == creator_id)
+            .order_by(*_SPENDING_ORDER)
+        ).all()
+    if not rows:
+        raise NotFound("No such customer.")
+    lots = [lot for _customer, lot in rows if lot is not None]
+    if not any(_is_due(lot, now) for lot in lots):
+        return _balance_of(rows[0][0], lots)
     with write_session(engine) as session:
-        customer = lock_customer(session, creator_id=creator_id, customer_id=customer_id, now=now or utcnow())
-        lots = tuple(
-            LotSummary(
-                id=lot.id,
-                source=lot.source,
-                granted=lot.granted,
-                remaining=lot.remaining,
-                expires_at=lot.expires_at,
-                created_at=lot.created_at,
-            )
-            for lot in _open_lots(session, customer.id)
+        customer = lock_customer(session, creator_id=creator_id, customer_id=customer_id, now=now)
+        return _balance_of(customer, _open_lots(session, customer.id))
+
+
+def _balance_of(customer: Customer, lots: list[CreditLot]) -> CustomerBalance:
+    summaries = tuple(
+        LotSummary(
+            id=lot.id,
+            source=lot.source,
+            granted=lot.granted,
+            remaining=lot.remaining,
+            expires_at=lot.expires_at,
+            created_at=lot.created_at,
         )
-        return CustomerBalance(customer_id=customer.id, balance=customer.balance, status=customer.status, lots=lots)
+        for lot in lots
+    )
+    return CustomerBalance(customer_id=customer.id, balance=customer.balance, status=customer.status, lots=summaries)
 
 
 def list_entries(
@@ -391,6 +412,14 @@ def expire_due_lots(session: Session, customer: Customer, *, now: datetime) -> l
 # --- The rules ------------------------------------------------------------------------------
 
 
+_SPENDING_ORDER = (CreditLot.expires_at.asc().nulls_last(), CreditLot.created_at, CreditLot.id)
+
+
+def _is_due(lot: CreditLot, now: datetime) -> bool:
+    """A lot expires at its `expires_at`: from that moment on its credits are gone."""
+    return lot.expires_at is not None and lot.expires_at <= now
+
+
 def _open_lots(session: Session, customer_id: int) -> list[CreditLot]:
     """The customer's lots that still hold credits, in spending order.
 
@@ -399,7 +428,7 @@ def _open_lots(session: Session, customer_id: int) -> list[CreditLot]:
     statement = (
         select(CreditLot)
         .where(CreditLot.customer_id == customer_id, CreditLot.remaining > 0)
-        .order_by(CreditLot.expires_at.asc().nulls_last(), CreditLot.created_at, CreditLot.id)
+        .order_by(*_SPENDING_ORDER)
         .execution_options(populate_existing=True)
     )
     return list(session.exec(statement))

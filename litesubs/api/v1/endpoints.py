@@ -22,7 +22,7 @@ from litesubs.api.v1.schemas import (
 from litesubs.models import ApiKey
 from litesubs.services import api_keys, ledger
 from litesubs.services.customer_accounts import customer_account, page_customers
-from litesubs.services.customers import find_customer
+from litesubs.services.customers import customer_id_of
 from litesubs.services.idempotency import MAX_KEY_LENGTH
 from litesubs.services.packs import list_packs
 
@@ -111,8 +111,8 @@ def credit_customer(
 @router.get("/customers/{ref}/transactions", response_model=TransactionList, responses=responses(401, 404, 422, 429))
 def list_transactions(ref: CustomerRef, key: CurrentKey, limit: Limit = 50, cursor: Cursor = None) -> TransactionList:
     """The customer's ledger, newest first: every change of credits, who made it and why."""
-    customer = find_customer(creator_id=key.creator_id, ref=ref)
-    page = ledger.list_entries(creator_id=key.creator_id, customer_id=customer.id, limit=limit, cursor=cursor)
+    customer_id = customer_id_of(creator_id=key.creator_id, ref=ref)
+    page = ledger.list_entries(creator_id=key.creator_id, customer_id=customer_id, limit=limit, cursor=cursor)
     return TransactionList(
         data=[TransactionPublic.of_entry(entry) for entry in page.entries], next_cursor=page.next_cursor
     )
@@ -126,10 +126,9 @@ def list_your_packs(key: CurrentKey) -> PackList:
 
 def _change_by(key: ApiKey, *, ref: str, idempotency_key: str | None) -> dict[str, Any]:
     """The ledger arguments that say whose credits change and who changes them: the key's creator's customer."""
-    customer = find_customer(creator_id=key.creator_id, ref=ref)
     return {
         "creator_id": key.creator_id,
-        "customer_id": customer.id,
+        "customer_id": customer_id_of(creator_id=key.creator_id, ref=ref),
         "actor": ledger.Actor("api_key", key.id),
         "idempotency_key": idempotency_key,
     }
