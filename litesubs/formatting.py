@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 
+def iso(moment: datetime | None) -> str:
+    """What a page needs to show a moment in the viewer's time zone (components/time.py); "" for none."""
+    return moment.isoformat() if moment else ""
+
+
 def format_date(moment: datetime | None, *, empty: str = "—") -> str:
     """'Dec 31, 2026' (UTC)."""
     return moment.strftime("%b %-d, %Y") if moment else empty
-
-
-def format_datetime(moment: datetime | None, *, empty: str = "—") -> str:
-    """'Dec 31, 2026, 14:05 UTC'."""
-    return moment.strftime("%b %-d, %Y, %H:%M UTC") if moment else empty
 
 
 def last_valid_day(expires_at: datetime | None) -> str:

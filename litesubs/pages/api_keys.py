@@ -8,6 +8,7 @@ from litesubs.api.v1 import PREFIX
 from litesubs.components.app_shell import app_page
 from litesubs.components.forms import text_field
 from litesubs.components.status import empty_state, status_badge
+from litesubs.components.time import local_time
 from litesubs.services.api_keys import NAME_MAX_LENGTH
 from litesubs.state.api_keys import ApiKeysState
 
@@ -132,8 +133,8 @@ def _key_row(key: rx.Var) -> rx.Component:
     return rx.table.row(
         rx.table.row_header_cell(rx.text(key["name"], weight="medium")),
         rx.table.cell(rx.code(key["prefix"], variant="ghost")),
-        rx.table.cell(key["created"], class_name=WIDE_ONLY),
-        rx.table.cell(key["last_used"], data_testid="last-used"),
+        rx.table.cell(local_time(key["created"]), class_name=WIDE_ONLY),
+        rx.table.cell(local_time(key["last_used"], empty="Never"), data_testid="last-used"),
         rx.table.cell(status_badge(key["status"], KEY_STATUS)),
         rx.table.cell(rx.cond(key["status"] == "active", _revoke_button(key), rx.fragment())),
         align="center",

@@ -8,6 +8,7 @@ from litesubs import routes
 from litesubs.components.app_shell import app_page
 from litesubs.components.shell import public_page
 from litesubs.components.status import empty_state, status_badge
+from litesubs.components.time import local_time
 from litesubs.state.buying import BuyState, CheckoutSuccessState, TestCheckoutState, WalletState
 from litesubs.state.session import SessionState
 
@@ -305,7 +306,11 @@ def _wallet_account(account: rx.Var) -> rx.Component:
                                 " · ",
                                 lot["source"],
                                 " · ",
-                                lot["expires"],
+                                rx.cond(
+                                    lot["expires_at"] != "",
+                                    rx.fragment("expires ", local_time(lot["expires_at"])),
+                                    "never expires",
+                                ),
                                 size="2",
                             ),
                             align="center",
@@ -324,7 +329,7 @@ def _wallet_account(account: rx.Var) -> rx.Component:
                             lambda e: rx.hstack(
                                 rx.vstack(
                                     rx.text(e["what"], size="2", weight="medium"),
-                                    rx.text(e["when"], " ", e["reason"], size="1", color_scheme="gray"),
+                                    rx.text(local_time(e["when"]), " ", e["reason"], size="1", color_scheme="gray"),
                                     spacing="0",
                                 ),
                                 rx.spacer(),
@@ -350,7 +355,14 @@ def _wallet_account(account: rx.Var) -> rx.Component:
                             lambda p: rx.hstack(
                                 rx.vstack(
                                     rx.text(p["pack_name"], size="2", weight="medium"),
-                                    rx.text(p["date"], " · ", p["credits"], " credits", size="1", color_scheme="gray"),
+                                    rx.text(
+                                        local_time(p["date"], date_only=True),
+                                        " · ",
+                                        p["credits"],
+                                        " credits",
+                                        size="1",
+                                        color_scheme="gray",
+                                    ),
                                     spacing="0",
                                 ),
                                 rx.spacer(),

@@ -10,6 +10,7 @@ from litesubs import routes
 from litesubs.components.app_shell import app_page
 from litesubs.components.forms import field_error, text_field
 from litesubs.components.status import empty_state, status_badge
+from litesubs.components.time import local_time
 from litesubs.state.customers import CustomersState, CustomerState
 
 CUSTOMER_STATUS = {"active": "Active", "suspended": "Suspended"}
@@ -67,8 +68,8 @@ def _customer_row(row: rx.Var) -> rx.Component:
         rx.table.cell(rx.text(row["balance"], weight="bold", class_name="tabular-nums")),
         rx.table.cell(row["credits_purchased"], class_name="tabular-nums"),
         rx.table.cell(row["spent"], class_name="tabular-nums"),
-        rx.table.cell(row["first_purchase"]),
-        rx.table.cell(row["last_purchase"]),
+        rx.table.cell(local_time(row["first_purchase"], date_only=True)),
+        rx.table.cell(local_time(row["last_purchase"], date_only=True)),
         rx.table.cell(status_badge(row["status"], CUSTOMER_STATUS)),
         align="center",
     )
@@ -330,12 +331,12 @@ def _customer_file() -> rx.Component:
                     ),
                     rx.text(customer["email"], color_scheme="gray"),
                     rx.text(
-                        "Bought "
-                        + customer["credits_purchased"].to(str)
-                        + " credits · spent "
-                        + customer["spent"].to(str)
-                        + " · last purchase "
-                        + customer["last_purchase"].to(str),
+                        "Bought ",
+                        customer["credits_purchased"],
+                        " credits · spent ",
+                        customer["spent"],
+                        " · last purchase ",
+                        local_time(customer["last_purchase"], date_only=True),
                         size="2",
                         color_scheme="gray",
                     ),
@@ -382,7 +383,13 @@ def _customer_file() -> rx.Component:
             _simple_table(
                 ["Source", "Granted", "Remaining", "Expires", "Added"],
                 CustomerState.lots,
-                lambda lot: [rx.table.cell(lot[k]) for k in ("source", "granted", "remaining", "expires", "created")],
+                lambda lot: [
+                    rx.table.cell(lot["source"]),
+                    rx.table.cell(lot["granted"]),
+                    rx.table.cell(lot["remaining"]),
+                    rx.table.cell(local_time(lot["expires"], empty="Never")),
+                    rx.table.cell(local_time(lot["created"], date_only=True)),
+                ],
             ),
         ),
         _section(
@@ -397,7 +404,7 @@ def _customer_file() -> rx.Component:
                     rx.table.cell(p["amount"]),
                     rx.table.cell(p["credits"]),
                     rx.table.cell(status_badge(p["status"], {})),
-                    rx.table.cell(p["date"]),
+                    rx.table.cell(local_time(p["date"])),
                 ],
             ),
         ),
@@ -409,7 +416,7 @@ def _customer_file() -> rx.Component:
                 ["When", "What", "Change", "Balance after", "Why", "Who"],
                 CustomerState.entries,
                 lambda e: [
-                    rx.table.cell(e["when"], white_space="nowrap"),
+                    rx.table.cell(local_time(e["when"]), white_space="nowrap"),
                     rx.table.cell(rx.badge(e["kind"], variant="surface")),
                     rx.table.cell(
                         rx.text(

@@ -7,7 +7,7 @@ from urllib.parse import quote
 import reflex as rx
 
 from litesubs.api.v1 import PREFIX
-from litesubs.formatting import format_datetime
+from litesubs.formatting import iso
 from litesubs.models import ApiKey
 from litesubs.services import api_keys
 from litesubs.services.customer_accounts import page_customers
@@ -23,8 +23,8 @@ def _row(key: ApiKey) -> dict:
         "id": key.id,
         "name": key.name,
         "prefix": key.prefix + "…",
-        "created": format_datetime(key.created_at),
-        "last_used": format_datetime(key.last_used_at, empty="Never"),
+        "created": iso(key.created_at),
+        "last_used": iso(key.last_used_at),
         "status": "revoked" if key.revoked_at else "active",
     }
 

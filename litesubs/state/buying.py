@@ -8,7 +8,7 @@ from urllib.parse import quote
 import reflex as rx
 
 from litesubs import routes
-from litesubs.formatting import format_count, format_date, format_datetime, last_valid_day
+from litesubs.formatting import format_count, iso, last_valid_day
 from litesubs.payments import checkout
 from litesubs.services.errors import DomainError, NotFound, Unauthorized
 from litesubs.services.money import format_money
@@ -174,7 +174,7 @@ class WalletLotView(TypedDict):
     remaining: str
     granted: str
     source: str
-    expires: str
+    expires_at: str
 
 
 class WalletPurchaseView(TypedDict):
@@ -213,7 +213,7 @@ def _account(account: WalletAccount) -> WalletAccountView:
                 "remaining": format_count(lot.remaining),
                 "granted": format_count(lot.granted),
                 "source": "Purchased" if lot.source == "purchase" else "Granted",
-                "expires": f"expires {format_datetime(lot.expires_at)}" if lot.expires_at else "never expires",
+                "expires_at": iso(lot.expires_at),
             }
             for lot in account.lots
         ],
@@ -223,13 +223,13 @@ def _account(account: WalletAccount) -> WalletAccountView:
                 "price": format_money(p.amount, p.currency),
                 "credits": format_count(p.credits),
                 "status": p.status,
-                "date": format_date(p.paid_at or p.created_at),
+                "date": iso(p.paid_at or p.created_at),
             }
             for p in account.purchases
         ],
         "entries": [
             {
-                "when": format_datetime(e.created_at),
+                "when": iso(e.created_at),
                 "what": KIND_LABELS.get(e.kind, e.kind),
                 "delta": f"{e.delta:+,}",
                 "positive": e.delta > 0,

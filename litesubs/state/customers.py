@@ -5,7 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from litesubs import routes
-from litesubs.formatting import format_count, format_date, format_datetime
+from litesubs.formatting import format_count, iso
 from litesubs.services import customer_directory as directory
 from litesubs.services.customers import reactivate_customer, suspend_customer
 from litesubs.services.errors import DomainError, InvalidRequest, NotFound, Unauthorized
@@ -30,8 +30,8 @@ def _row(row: directory.CustomerRow) -> dict:
         "balance": format_count(row.balance),
         "credits_purchased": format_count(row.credits_purchased),
         "spent": _spent(row.spent),
-        "first_purchase": format_date(row.first_purchase_at),
-        "last_purchase": format_date(row.last_purchase_at),
+        "first_purchase": iso(row.first_purchase_at),
+        "last_purchase": iso(row.last_purchase_at),
     }
 
 
@@ -123,8 +123,8 @@ class CustomerState(SessionState):
                 "source": "Purchase" if lot.source == "purchase" else "Grant",
                 "granted": format_count(lot.granted),
                 "remaining": format_count(lot.remaining),
-                "expires": format_datetime(lot.expires_at, empty="Never"),
-                "created": format_date(lot.created_at),
+                "expires": iso(lot.expires_at),
+                "created": iso(lot.created_at),
             }
             for lot in file.balance.lots
         ]
@@ -134,7 +134,7 @@ class CustomerState(SessionState):
                 "amount": format_money(line.amount, line.currency),
                 "credits": format_count(line.credits),
                 "status": line.status,
-                "date": format_datetime(line.paid_at or line.created_at),
+                "date": iso(line.paid_at or line.created_at),
             }
             for line in file.purchases
         ]
@@ -148,7 +148,7 @@ class CustomerState(SessionState):
         )
         rows = [
             {
-                "when": format_datetime(entry.created_at),
+                "when": iso(entry.created_at),
                 "kind": entry.kind,
                 "delta": f"{entry.delta:+,}",
                 "positive": entry.delta > 0,
