@@ -7,11 +7,13 @@ from litesubs.components.shell import public_page
 from litesubs.state.session import SessionState
 
 API_SAMPLE = """curl -X POST https://your-litesubs.example/api/v1/customers/ada@example.com/debit \\
-  -H "Authorization: Bearer ls_..." \\
+  -H "Authorization: Bearer $LITESUBS_API_KEY" \\
   -H "Idempotency-Key: 6f1c0e2a-request-42" \\
+  -H "Content-Type: application/json" \\
   -d '{"amount": 1, "reason": "1 image generated"}'
 
-{"customer_id": 42, "balance": 49, "entry": {"delta": -1, "kind": "debit"}}"""
+{"id": 981, "customer_id": 42, "kind": "debit", "delta": -1,
+ "balance_after": 49, "reason": "1 image generated", "actor": "api_key", ...}"""
 
 STEPS = [
     ("package", "Create a pack", "Name it, price it, choose how many credits it holds and when they expire."),
