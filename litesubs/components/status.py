@@ -37,3 +37,8 @@ def empty_state(icon: str, title: str, text: str, *actions: rx.Component) -> rx.
         ),
         size="3",
     )
+
+
+def when_loaded(loaded: rx.Var, content: rx.Component) -> rx.Component:
+    """`content` once the page's data has arrived; a spinner until then."""
+    return rx.cond(loaded, content, rx.center(rx.spinner(size="3"), padding="4rem"))

@@ -7,7 +7,7 @@ import reflex as rx
 from litesubs.api.v1 import PREFIX
 from litesubs.components.app_shell import app_page
 from litesubs.components.forms import text_field
-from litesubs.components.status import empty_state, status_badge
+from litesubs.components.status import empty_state, status_badge, when_loaded
 from litesubs.components.time import local_time
 from litesubs.services.api_keys import NAME_MAX_LENGTH
 from litesubs.state.api_keys import ApiKeysState
@@ -162,7 +162,7 @@ def _keys() -> rx.Component:
     return rx.cond(
         ApiKeysState.keys.length() > 0,
         _keys_table(),
-        rx.cond(
+        when_loaded(
             ApiKeysState.loaded,
             empty_state(
                 "key-round",
@@ -170,7 +170,6 @@ def _keys() -> rx.Component:
                 "Create a key to let your own software check balances and spend credits.",
                 _new_key_button(),
             ),
-            rx.center(rx.spinner(size="3"), padding="4rem"),
         ),
     )
 

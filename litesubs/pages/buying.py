@@ -7,7 +7,7 @@ import reflex as rx
 from litesubs import routes
 from litesubs.components.app_shell import app_page
 from litesubs.components.shell import public_page
-from litesubs.components.status import empty_state, status_badge
+from litesubs.components.status import empty_state, status_badge, when_loaded
 from litesubs.components.time import local_time
 from litesubs.state.buying import BuyState, CheckoutSuccessState, TestCheckoutState, WalletState
 from litesubs.state.session import SessionState
@@ -118,7 +118,7 @@ def _pack_card() -> rx.Component:
 def buy_page() -> rx.Component:
     return public_page(
         _centered(
-            rx.cond(
+            when_loaded(
                 BuyState.loaded,
                 rx.cond(
                     BuyState.found,
@@ -127,10 +127,18 @@ def buy_page() -> rx.Component:
                         "link-2-off", "Pack not found", "This pack does not exist. Check the link you were given."
                     ),
                 ),
-                rx.center(rx.spinner(size="3"), padding="4rem"),
             )
         ),
         actions=_viewer_actions(),
+    )
+
+
+def _checkout_not_found() -> rx.Component:
+    return empty_state(
+        "circle-x",
+        "Checkout not found",
+        "This checkout does not exist or is not yours.",
+        rx.link(rx.button("Open my wallet"), href=routes.WALLET),
     )
 
 
@@ -138,7 +146,7 @@ def test_checkout_page() -> rx.Component:
     summary = TestCheckoutState.checkout
     return public_page(
         _centered(
-            rx.cond(
+            when_loaded(
                 TestCheckoutState.loaded,
                 rx.cond(
                     TestCheckoutState.found,
@@ -197,14 +205,8 @@ def test_checkout_page() -> rx.Component:
                         size="4",
                         width="100%",
                     ),
-                    empty_state(
-                        "circle-x",
-                        "Checkout not found",
-                        "This checkout does not exist or is not yours.",
-                        rx.link(rx.button("Open my wallet"), href=routes.WALLET),
-                    ),
+                    _checkout_not_found(),
                 ),
-                rx.center(rx.spinner(size="3"), padding="4rem"),
             )
         ),
         actions=_viewer_actions(),
@@ -245,19 +247,13 @@ def checkout_success_page() -> rx.Component:
     )
     return public_page(
         _centered(
-            rx.cond(
+            when_loaded(
                 CheckoutSuccessState.loaded,
                 rx.cond(
                     CheckoutSuccessState.found,
                     rx.card(rx.cond(summary["status"] == "paid", paid, waiting), size="4", width="100%"),
-                    empty_state(
-                        "circle-x",
-                        "Checkout not found",
-                        "This checkout does not exist or is not yours.",
-                        rx.link(rx.button("Open my wallet"), href=routes.WALLET),
-                    ),
+                    _checkout_not_found(),
                 ),
-                rx.center(rx.spinner(size="3"), padding="4rem"),
             )
         ),
         actions=_viewer_actions(),
@@ -391,7 +387,7 @@ def _wallet_account(account: rx.Var) -> rx.Component:
 def wallet_page() -> rx.Component:
     return app_page(
         "Wallet",
-        rx.cond(
+        when_loaded(
             WalletState.loaded,
             rx.cond(
                 WalletState.accounts.length() > 0,
@@ -404,6 +400,5 @@ def wallet_page() -> rx.Component:
                     "wallet", "No credits yet", "When you buy a pack from a creator's link, your credits show up here."
                 ),
             ),
-            rx.center(rx.spinner(size="3"), padding="4rem"),
         ),
     )

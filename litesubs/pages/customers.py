@@ -9,7 +9,7 @@ import reflex as rx
 from litesubs import routes
 from litesubs.components.app_shell import app_page
 from litesubs.components.forms import field_error, text_field
-from litesubs.components.status import empty_state, status_badge
+from litesubs.components.status import empty_state, status_badge, when_loaded
 from litesubs.components.time import local_time
 from litesubs.state.customers import CustomersState, CustomerState
 
@@ -182,7 +182,7 @@ def _table() -> rx.Component:
 def customers_page() -> rx.Component:
     return app_page(
         "Customers",
-        rx.cond(
+        when_loaded(
             CustomersState.loaded,
             rx.cond(
                 (CustomersState.total == 0) & (CustomersState.search == ""),
@@ -194,7 +194,6 @@ def customers_page() -> rx.Component:
                 ),
                 rx.vstack(_toolbar(), _table(), spacing="4", width="100%"),
             ),
-            rx.center(rx.spinner(size="3"), padding="4rem"),
         ),
     )
 
@@ -452,7 +451,7 @@ def customer_page() -> rx.Component:
             margin_bottom="1rem",
             display="inline-block",
         ),
-        rx.cond(
+        when_loaded(
             CustomerState.loaded,
             rx.cond(
                 CustomerState.found,
@@ -464,6 +463,5 @@ def customer_page() -> rx.Component:
                     rx.link(rx.button("Back to customers"), href=routes.CUSTOMERS),
                 ),
             ),
-            rx.center(rx.spinner(size="3"), padding="4rem"),
         ),
     )

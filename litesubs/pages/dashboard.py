@@ -6,7 +6,7 @@ import reflex as rx
 
 from litesubs import routes
 from litesubs.components.app_shell import app_page
-from litesubs.components.status import empty_state
+from litesubs.components.status import empty_state, when_loaded
 from litesubs.state.dashboard import DashboardState
 
 
@@ -86,7 +86,7 @@ def _overview() -> rx.Component:
 def dashboard_page() -> rx.Component:
     return app_page(
         "Overview",
-        rx.cond(
+        when_loaded(
             DashboardState.loaded,
             rx.cond(
                 DashboardState.pack_count > 0,
@@ -101,6 +101,5 @@ def dashboard_page() -> rx.Component:
                     ),
                 ),
             ),
-            rx.center(rx.spinner(size="3"), padding="4rem"),
         ),
     )

@@ -6,7 +6,7 @@ import reflex as rx
 
 from litesubs.components.app_shell import app_page
 from litesubs.components.forms import field_error, text_field
-from litesubs.components.status import empty_state, status_badge
+from litesubs.components.status import empty_state, status_badge, when_loaded
 from litesubs.state.packs import PacksState
 
 ERRORS = PacksState.field_errors
@@ -246,7 +246,7 @@ def packs_page() -> rx.Component:
                 columns=rx.breakpoints(initial="1", md="2", xl="3"),
                 spacing="4",
             ),
-            rx.cond(
+            when_loaded(
                 PacksState.loaded,
                 empty_state(
                     "package",
@@ -254,7 +254,6 @@ def packs_page() -> rx.Component:
                     "Create a pack, share its link, and buyers can pay for credits in a minute.",
                     rx.button(rx.icon("plus", size=16), "New pack", on_click=PacksState.open_create),
                 ),
-                rx.center(rx.spinner(size="3"), padding="4rem"),
             ),
         ),
         _pack_form(),
