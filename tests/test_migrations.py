@@ -54,10 +54,10 @@ def test_migrations_match_the_models(engine: Engine) -> None:
     postgres_only = {"ix_user_email_trgm", "ix_user_name_trgm"}
     # Indexes with PostgreSQL-only column options (NULLS FIRST) read back as expressions: an index
     # that is both "removed" and "added" under the same name is the same index.
-    renamed = {d[1].name for d in differences if d[0] == "add_index"} & {
+    reread = {d[1].name for d in differences if d[0] == "add_index"} & {
         d[1].name for d in differences if d[0] == "remove_index"
     }
     remaining = [
-        d for d in differences if not (d[0] in ("add_index", "remove_index") and d[1].name in renamed | postgres_only)
+        d for d in differences if not (d[0] in ("add_index", "remove_index") and d[1].name in reread | postgres_only)
     ]
     assert remaining == []
