@@ -94,7 +94,9 @@ class BuyState(SessionState):
             self.blocker = error.message
             return rx.toast.error(error.message)
         self.busy = True
-        return rx.redirect(url, is_external=not get_settings().test_mode)
+        # In this tab, also for Stripe's page on another host (Reflex then assigns window.location):
+        # `is_external=True` would open a new tab, which popup blockers stop after the websocket round trip.
+        return rx.redirect(url)
 
 
 class TestCheckoutState(SessionState):
