@@ -20,7 +20,6 @@ from litesubs.services.packs import PackFields, create_pack
 FIRST = ["ada", "alan", "grace", "linus", "margaret", "dennis", "barbara", "ken", "frances", "edsger", "radia", "tim"]
 LAST = ["lovelace", "turing", "hopper", "torvalds", "hamilton", "ritchie", "liskov", "thompson", "allen", "dijkstra"]
 ENTRIES_PER_CUSTOMER = 10
-ID_BASE = 1_000
 
 
 @dataclass(frozen=True)
@@ -40,8 +39,12 @@ def load_scale_data(engine: Engine, *, customers: int = 100_000, seed: int = 11)
     pack = create_pack(creator_id=creator.id, fields=fields, engine=engine)
     rng = random.Random(seed)
     now = utcnow()
-    rows = _generate(rng, creator.id, pack.id, customers, now)
     connection = engine.raw_connection()
+    with connection.cursor() as cursor:  # ids above everything already there, one base for every table
+        tables = " UNION ALL ".join(f'SELECT max(id) FROM "{table}"' for table in TABLES)
+        cursor.execute(f"SELECT coalesce(max(m), 0) + 1 FROM ({tables}) AS ids(m)")
+        first_id = cursor.fetchone()[0]
+    rows = _generate(rng, creator.id, pack.id, customers, now, first_id=first_id)
     try:
         with connection.cursor() as cursor:
             for table, columns in TABLES.items():
@@ -75,6 +78,7 @@ TABLES = {
     "purchase": [
         "id",
         "creator_id",
+        "buyer_id",
         "customer_id",
         "pack_id",
         "amount",
@@ -102,11 +106,13 @@ TABLES = {
 }
 
 
-def _generate(rng: random.Random, creator_id: int, pack_id: int, customers: int, now: datetime) -> dict[str, list]:
+def _generate(
+    rng: random.Random, creator_id: int, pack_id: int, customers: int, now: datetime, *, first_id: int
+) -> dict[str, list]:
     rows: dict[str, list] = {table: [] for table in TABLES}
-    entry_id = ID_BASE
+    entry_id = first_id
     for n in range(customers):
-        row_id = ID_BASE + n
+        row_id = first_id + n
         bought = now - timedelta(days=rng.uniform(1, 365))
         email = f"{rng.choice(FIRST)}.{rng.choice(LAST)}.{n}@example.com"
         rows["user"].append((row_id, email, email.split("@")[0].replace(".", " ").title(), "!", True, bought))
@@ -115,7 +121,20 @@ def _generate(rng: random.Random, creator_id: int, pack_id: int, customers: int,
         balance = granted - sum(debits)
         rows["customer"].append((row_id, creator_id, row_id, "active", balance, granted, bought, bought, bought, now))
         rows["purchase"].append(
-            (row_id, creator_id, row_id, pack_id, 1000, "USD", granted, f"cs_bench_{row_id}", "paid", bought, bought)
+            (
+                row_id,
+                creator_id,
+                row_id,
+                row_id,
+                pack_id,
+                1000,
+                "USD",
+                granted,
+                f"cs_bench_{row_id}",
+                "paid",
+                bought,
+                bought,
+            )
         )
         rows["credit_lot"].append((row_id, row_id, "purchase", row_id, granted, balance, None, bought))
         running = granted
