@@ -6,6 +6,7 @@ import reflex as rx
 
 from litesubs.components.app_shell import app_page
 from litesubs.components.forms import text_field
+from litesubs.components.status import when_loaded
 from litesubs.state.auth import AccountSettingsState
 from litesubs.state.session import SessionState
 
@@ -21,7 +22,6 @@ def _name_form() -> rx.Component:
                     errors=AccountSettingsState.field_errors,
                     autocomplete="name",
                     default_value=SessionState.user_name,
-                    key=SessionState.user_name,
                 ),
                 rx.text("Email: ", rx.text.strong(SessionState.user_email), size="2", color_scheme="gray"),
                 rx.button("Save name", type="submit"),
@@ -69,7 +69,11 @@ def _password_form() -> rx.Component:
 
 
 def account_page() -> rx.Component:
+    # The forms appear once the signed-in user is known, so the name field starts with their name.
     return app_page(
         "Account",
-        rx.grid(_name_form(), _password_form(), columns=rx.breakpoints(initial="1", md="2"), spacing="4"),
+        when_loaded(
+            SessionState.user_name != "",
+            rx.grid(_name_form(), _password_form(), columns=rx.breakpoints(initial="1", md="2"), spacing="4"),
+        ),
     )
