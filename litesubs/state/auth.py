@@ -5,6 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from litesubs import routes
+from litesubs.models import User
 from litesubs.services import accounts
 from litesubs.services.errors import DomainError, InvalidRequest, Unauthorized
 from litesubs.state.session import SessionState
@@ -29,6 +30,13 @@ class AuthFormState(SessionState):
     def _clear(self) -> None:
         self.field_errors = {}
         self.form_error = ""
+
+    def _start_session(self, user: User) -> rx.event.EventSpec:
+        """A new session token for every sign-in; then on to where the visitor was going."""
+        self._clear()
+        self.session_token = accounts.start_session(user_id=user.id)
+        self._remember(user)
+        return rx.redirect(self._next_path())
 
     @rx.event
     def open_form(self) -> rx.event.EventSpec | None:
@@ -55,10 +63,7 @@ class AuthFormState(SessionState):
         except DomainError as error:
             self._show(error)
             return None
-        self._clear()
-        self.session_token = accounts.start_session(user_id=user.id)
-        self._remember(user)
-        return rx.redirect(self._next_path())
+        return self._start_session(user)
 
     @rx.event
     def sign_in(self, form: dict[str, str]) -> rx.event.EventSpec | None:
@@ -69,10 +74,7 @@ class AuthFormState(SessionState):
         except DomainError as error:
             self._show(error)
             return None
-        self._clear()
-        self.session_token = accounts.start_session(user_id=user.id)
-        self._remember(user)
-        return rx.redirect(self._next_path())
+        return self._start_session(user)
 
 
 class AccountSettingsState(SessionState):
