@@ -121,6 +121,9 @@ class Customer(SQLModel, table=True):
     balance: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
     # Purchase totals kept by fulfilment, so the customer table sorts and pages without aggregating.
     credits_purchased: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    # Never later than the soonest expiry among lots still holding credits (None: none of them expires),
+    # so a charge can skip looking for due lots when this is still in the future.
+    next_expiry_at: datetime | None = None
     first_purchase_at: datetime | None = None
     last_purchase_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)

@@ -35,6 +35,12 @@ def assert_invariants(engine: Engine, customer_id: int, *, now: datetime | None 
         due = [lot for lot in lots.values() if lot.expires_at is not None and lot.expires_at <= now]
         assert all(lot.remaining == 0 for lot in due), "a lot due by now still holds credits"
 
+    # The customer's next_expiry_at is never later than the soonest expiry of a lot still holding credits.
+    expiring = [lot.expires_at for lot in lots.values() if lot.remaining > 0 and lot.expires_at is not None]
+    if expiring:
+        assert customer.next_expiry_at is not None, "an expiring lot holds credits but next_expiry_at is unset"
+        assert customer.next_expiry_at <= min(expiring), "next_expiry_at is later than the soonest expiry"
+
     # 3. every change of credits has exactly one entry: the entries chain from 0 to the balance, each with who and why
     balance = 0
     for entry in entries:

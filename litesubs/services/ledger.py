@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
 from litesubs.db import read_session, write_session
@@ -398,7 +398,12 @@ def take_back_lot(
 
 
 def expire_due_lots(session: Session, customer: Customer, *, now: datetime) -> list[LedgerResult]:
-    """Expire the locked customer's lots whose time has come: one `expiry` entry per lot that still held credits."""
+    """Expire the locked customer's lots whose time has come: one `expiry` entry per lot that still held credits.
+
+    Skipped without a query while `customer.next_expiry_at` is in the future (or unset).
+    """
+    if customer.next_expiry_at is None or customer.next_expiry_at > now:
+        return []
     due = session.exec(
         select(CreditLot)
         .where(CreditLot.customer_id == customer.id, CreditLot.remaining > 0, CreditLot.expires_at <= now)
@@ -406,7 +411,12 @@ def expire_due_lots(session: Session, customer: Customer, *, now: datetime) -> l
         .execution_options(populate_existing=True)
     )
     cause = _Cause("expiry", SYSTEM, "Credits expired.", now)
-    return [_empty_lot(session, customer, lot, cause=cause) for lot in due.all()]
+    expired = [_empty_lot(session, customer, lot, cause=cause) for lot in due.all()]
+    customer.next_expiry_at = session.exec(
+        select(func.min(CreditLot.expires_at)).where(CreditLot.customer_id == customer.id, CreditLot.remaining > 0)
+    ).one()
+    session.add(customer)
+    return expired
 
 
 # --- The rules ------------------------------------------------------------------------------
@@ -454,6 +464,8 @@ def _add_lot(
     )
     session.add(lot)
     session.flush()
+    if expires_at is not None and (customer.next_expiry_at is None or expires_at < customer.next_expiry_at):
+        customer.next_expiry_at = expires_at
     return _record(session, customer, delta=amount, lot_id=lot.id, cause=cause)
 
 
