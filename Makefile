@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export REFLEX_USE_NPM := 1
 export REFLEX_TELEMETRY_ENABLED := false
 
-.PHONY: run serve test lint format bench migrate demo
+.PHONY: run dev serve test lint format bench migrate
 
 $(PYTHON):
 	python3 -m venv $(VENV)
@@ -21,8 +21,13 @@ $(PYTHON):
 migrate: .deps-installed
 	$(PYTHON) -m litesubs migrate
 
+# The app on one port, as users run it: pages, websocket, /api/v1, webhook and exports together.
 run: migrate
 	@echo "Litesubs: http://localhost:3000  (fill it with demo data: $(PYTHON) -m litesubs demo)"
+	$(MAKE) --no-print-directory serve PORT=3000
+
+# Hot reload while working on the UI: pages on :3000, the backend (and so /api/...) on :8000.
+dev: migrate
 	$(VENV)/bin/reflex run
 
 # Each port builds its frontend in its own directory, so several `make serve` may run at once.
