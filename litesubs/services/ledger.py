@@ -271,7 +271,7 @@ def get_balance(
     if not rows:
         raise NotFound("No such customer.")
     lots = [lot for _customer, lot in rows if lot is not None]
-    if not any(_is_due(lot, now) for lot in lots):
+    if not _has_due_lots(rows[0][0], now):
         return _balance_of(rows[0][0], lots)
     with write_session(engine) as session:
         customer = lock_customer(session, creator_id=creator_id, customer_id=customer_id, now=now)
@@ -302,16 +302,28 @@ def list_entries(
     now: datetime | None = None,
     engine: Engine | None = None,
 ) -> LedgerPage:
-    """The customer's ledger, newest first, `limit` (1 to 100) entries a page, after expiring what is due."""
+    """The customer's ledger, newest first, `limit` (1 to 100) entries a page, after expiring what is due.
+
+    Like `get_balance`, a plain read; the customer is locked only when a lot may be due.
+    """
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_SIZE:
         raise InvalidRequest("limit", f"Ask for 1 to {MAX_PAGE_SIZE} entries.")
     statement = select(LedgerEntry).where(LedgerEntry.customer_id == customer_id)
     if cursor is not None:
         statement = statement.where(LedgerEntry.id < decode_cursor(cursor))
     statement = statement.order_by(LedgerEntry.id.desc()).limit(limit + 1)
-    with write_session(engine) as session:
-        lock_customer(session, creator_id=creator_id, customer_id=customer_id, now=now or utcnow())
-        entries = tuple(session.exec(statement))
+    now = now or utcnow()
+    with read_session(engine) as session:
+        customer = session.exec(
+            select(Customer).where(Customer.id == customer_id, Customer.creator_id == creator_id)
+        ).first()
+        if customer is None:
+            raise NotFound("No such customer.")
+        entries = None if _has_due_lots(customer, now) else tuple(session.exec(statement))
+    if entries is None:  # a lot is due: expire it under the lock first, so the page shows its expiry entry
+        with write_session(engine) as session:
+            lock_customer(session, creator_id=creator_id, customer_id=customer_id, now=now)
+            entries = tuple(session.exec(statement))
     if len(entries) <= limit:
         return LedgerPage(entries=entries, next_cursor=None)
     return LedgerPage(entries=entries[:limit], next_cursor=encode_cursor(entries[limit - 1].id))
@@ -402,7 +414,7 @@ def expire_due_lots(session: Session, customer: Customer, *, now: datetime) -> l
 
     Skipped without a query while `customer.next_expiry_at` is in the future (or unset).
     """
-    if customer.next_expiry_at is None or customer.next_expiry_at > now:
+    if not _has_due_lots(customer, now):
         return []
     due = session.exec(
         select(CreditLot)
@@ -425,9 +437,9 @@ def expire_due_lots(session: Session, customer: Customer, *, now: datetime) -> l
 _SPENDING_ORDER = (CreditLot.expires_at.asc().nulls_last(), CreditLot.created_at, CreditLot.id)
 
 
-def _is_due(lot: CreditLot, now: datetime) -> bool:
-    """A lot expires at its `expires_at`: from that moment on its credits are gone."""
-    return lot.expires_at is not None and lot.expires_at <= now
+def _has_due_lots(customer: Customer, now: datetime) -> bool:
+    """Whether a lot may be due: `next_expiry_at` is never later than the soonest expiry of a lot holding credits."""
+    return customer.next_expiry_at is not None and customer.next_expiry_at <= now
 
 
 def _open_lots(session: Session, customer_id: int) -> list[CreditLot]:
