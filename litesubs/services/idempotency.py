@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Engine, Insert, delete, update
+from sqlalchemy import ColumnElement, Engine, Insert, Update, bindparam, delete, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
@@ -42,37 +43,61 @@ def claim(
     the stored outcome when the same request came before; raises `IdempotencyConflict` when a
     different request used the key.
     """
-    fingerprint = _request_hash(request)
-    record = {"creator_id": creator_id, "key": key, "request_hash": fingerprint, "outcome": "", "created_at": now}
+    parameters = claim_parameters(creator_id=creator_id, key=key, request=request, now=now)
     # One round trip: a concurrent claim of the same key waits here until the other transaction ends.
-    inserted = session.exec(
-        _insert(session)
-        .values(**record)
-        .on_conflict_do_nothing(index_elements=["creator_id", "key"])
-        .returning(IdempotencyRecord.id)
-    ).first()
-    if inserted is not None:
+    if session.connection().execute(claim_statement(session.get_bind().dialect.name), parameters).first():
         return None
     earlier = session.exec(
         select(IdempotencyRecord).where(IdempotencyRecord.creator_id == creator_id, IdempotencyRecord.key == key)
     ).one()
-    if earlier.request_hash != fingerprint:
+    if earlier.request_hash != parameters["claim_request_hash"]:
         raise IdempotencyConflict()
     return json.loads(earlier.outcome)
 
 
-def _insert(session: Session) -> Insert:
-    """INSERT with ON CONFLICT for the session's database (both SQLite and PostgreSQL have it)."""
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(IdempotencyRecord)
+@cache
+def claim_statement(dialect: str) -> Insert:
+    """The INSERT that claims a new key, returning the record's id, or no row when the key was claimed before.
+
+    Built once; its parameters come from `claim_parameters`. `claim` runs it alone, and the ledger's
+    debit on PostgreSQL in the statement that locks the customer.
+    """
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(IdempotencyRecord)
+        .values(
+            creator_id=bindparam("claim_creator_id"),
+            key=bindparam("claim_key"),
+            request_hash=bindparam("claim_request_hash"),
+            outcome="",
+            created_at=bindparam("claim_now"),
+        )
+        .on_conflict_do_nothing(index_elements=["creator_id", "key"])
+        .returning(IdempotencyRecord.id)
+    )
+
+
+def claim_parameters(*, creator_id: int, key: str, request: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """The parameters of `claim_statement`: named apart from any column, as SQLAlchemy sets columns named in them."""
+    return {
+        "claim_creator_id": creator_id,
+        "claim_key": key,
+        "claim_request_hash": _request_hash(request),
+        "claim_now": now,
+    }
 
 
 def remember(session: Session, *, creator_id: int, key: str, outcome: dict[str, Any]) -> None:
     """Store the outcome of the request that claimed `key` in this transaction."""
-    session.exec(
+    session.exec(outcome_statement(creator_id=creator_id, key=key, outcome=json.dumps(outcome)))
+
+
+def outcome_statement(*, creator_id: int, key: str, outcome: str | ColumnElement[str]) -> Update:
+    """The UPDATE that stores the outcome (JSON text, or SQL making it) of the request that claimed `key`."""
+    return (
         update(IdempotencyRecord)
         .where(IdempotencyRecord.creator_id == creator_id, IdempotencyRecord.key == key)
-        .values(outcome=json.dumps(outcome))
+        .values(outcome=outcome)
     )
 
 

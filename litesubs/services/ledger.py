@@ -21,16 +21,31 @@ transaction, for payment fulfilment, which writes its purchase in the same commi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Engine, func
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Engine,
+    Select,
+    Text,
+    bindparam,
+    case,
+    cast,
+    func,
+    insert,
+    literal,
+    update,
+)
 from sqlmodel import Session, select
 
-from litesubs.db import read_session, write_session
-from litesubs.models import CreditLot, Customer, LedgerEntry, utcnow
+from litesubs.db import get_engine, read_session, write_session
+from litesubs.models import CreditLot, Customer, IdempotencyRecord, LedgerEntry, utcnow
 from litesubs.services import idempotency
 from litesubs.services.cursors import decode_cursor, encode_cursor
 from litesubs.services.customers import ensure_active, lock_customer_row
@@ -198,18 +213,21 @@ def debit(
     now = now or utcnow()
     amount, reason = _check_amount(amount), _check_reason(reason)
     cause = _Cause("debit", actor, reason, now, idempotency_key)
+    request = {"operation": "debit", "amount": amount, "reason": reason}
+    engine = engine or get_engine()
+    if engine.dialect.name == "postgresql":
+        outcome = _debit_in_two_statements(
+            engine, creator_id=creator_id, customer_id=customer_id, request=request, cause=cause, amount=amount
+        )
+        if outcome is not None:
+            return _delivered(outcome, replayed=False)
 
     def spend(session: Session, customer: Customer) -> LedgerResult:
         ensure_active(customer)
         return _spend(session, customer, amount, cause=cause)
 
     return _change_credits(
-        engine,
-        creator_id=creator_id,
-        customer_id=customer_id,
-        request={"operation": "debit", "amount": amount, "reason": reason},
-        cause=cause,
-        change=spend,
+        engine, creator_id=creator_id, customer_id=customer_id, request=request, cause=cause, change=spend
     )
 
 
@@ -484,21 +502,31 @@ def _add_lot(
 def _spend(session: Session, customer: Customer, amount: int, *, cause: _Cause) -> LedgerResult:
     """Take `amount` from the open lots in spending order: one entry, naming the lot if only one was touched."""
     if amount > customer.balance:
-        raise InsufficientCredits(
-            f"The customer has {customer.balance:,} credits, fewer than the {amount:,} asked for."
-        )
-    touched: list[CreditLot] = []
-    left = amount
-    for lot in _open_lots(session, customer.id):
-        taken = min(left, lot.remaining)
-        lot.remaining -= taken
-        left -= taken
-        touched.append(lot)
-        session.add(lot)
-        if left == 0:
-            break
-    lot_id = touched[0].id if len(touched) == 1 else None
-    return _record(session, customer, delta=-amount, lot_id=lot_id, cause=cause)
+        raise _insufficient(customer.balance, amount)
+    taken = session.exec(_lots_to_take(customer.id, amount)).all()
+    for lot_id, take in taken:
+        session.exec(update(CreditLot).where(CreditLot.id == lot_id).values(remaining=CreditLot.remaining - take))
+    return _record(session, customer, delta=-amount, lot_id=taken[0].id if len(taken) == 1 else None, cause=cause)
+
+
+def _lots_to_take(customer_id: int | ColumnElement[int], amount: int | ColumnElement[int]) -> Select:
+    """Which open lots a spend of `amount` takes from, and how much from each: rows of (id, take).
+
+    Lots are emptied in spending order until `amount` is reached; the caller knows the balance covers it.
+    """
+    earlier = func.sum(CreditLot.remaining).over(order_by=_SPENDING_ORDER, rows=(None, -1))
+    lots = (
+        select(CreditLot.id, CreditLot.remaining, func.coalesce(earlier, 0).label("earlier"))
+        .where(CreditLot.customer_id == customer_id, CreditLot.remaining > 0)
+        .subquery("open_lots")
+    )
+    still_needed = amount - lots.c.earlier
+    take = case((lots.c.remaining < still_needed, lots.c.remaining), else_=still_needed)
+    return select(lots.c.id, take.label("take")).where(lots.c.earlier < amount)
+
+
+def _insufficient(balance: int, amount: int) -> InsufficientCredits:
+    return InsufficientCredits(f"The customer has {balance:,} credits, fewer than the {amount:,} asked for.")
 
 
 def _empty_lot(session: Session, customer: Customer, lot: CreditLot, *, cause: _Cause) -> LedgerResult:
@@ -512,23 +540,36 @@ def _record(session: Session, customer: Customer, *, delta: int, lot_id: int | N
     """Move the cached balance by `delta` and write the one ledger entry that says who did it and why."""
     customer.balance += delta
     customer.updated_at = cause.now
-    entry = LedgerEntry(
-        creator_id=customer.creator_id,
-        customer_id=customer.id,
-        lot_id=lot_id,
-        delta=delta,
-        balance_after=customer.balance,
-        kind=cause.kind,
-        reason=cause.reason,
-        actor_type=cause.actor.type,
-        actor_id=None if cause.actor.id is None else str(cause.actor.id),
-        idempotency_key=cause.idempotency_key,
-        created_at=cause.now,
-    )
+    fields = _entry_fields(customer.creator_id, customer.id, delta=delta, balance_after=customer.balance, cause=cause)
+    entry = LedgerEntry(**fields, lot_id=lot_id)
     session.add(customer)
     session.add(entry)
     session.flush()
     return LedgerResult.of(entry)
+
+
+# A ledger entry's columns but its lot, in the order `_entry_fields` gives them.
+_ENTRY_COLUMNS = (
+    "creator_id",
+    "customer_id",
+    "delta",
+    "balance_after",
+    "kind",
+    "reason",
+    "actor_type",
+    "actor_id",
+    "idempotency_key",
+    "created_at",
+)
+
+
+def _entry_fields(
+    creator_id: int, customer_id: int, *, delta: int, balance_after: int, cause: _Cause
+) -> dict[str, Any]:
+    """A ledger entry's columns but its lot (`_ENTRY_COLUMNS`), with their values."""
+    actor_id = None if cause.actor.id is None else str(cause.actor.id)
+    values = (creator_id, customer_id, delta, balance_after, cause.kind, cause.reason, cause.actor.type, actor_id)
+    return dict(zip(_ENTRY_COLUMNS, (*values, cause.idempotency_key, cause.now), strict=True))
 
 
 # --- One transaction, at most once per idempotency key --------------------------------------
@@ -562,6 +603,11 @@ def _change_credits(
             outcome = _outcome_of(change, session, customer)
             if key is not None:
                 idempotency.remember(session, creator_id=creator_id, key=key, outcome=outcome)
+    return _delivered(outcome, replayed=replayed)
+
+
+def _delivered(outcome: dict[str, Any], *, replayed: bool) -> LedgerResult:
+    """The committed outcome of a change: its result, or its refusal raised (both marked `replayed` if so)."""
     if "refusal" in outcome:
         refusal = _REFUSALS[outcome["refusal"]](outcome["message"])
         refusal.replayed = replayed
@@ -575,7 +621,129 @@ def _outcome_of(
     try:
         return {"result": change(session, customer).to_json()}
     except (InsufficientCredits, CustomerSuspended) as refusal:
-        return {"refusal": refusal.code, "message": refusal.message}
+        return _refusal_outcome(refusal)
+
+
+def _refusal_outcome(refusal: InsufficientCredits | CustomerSuspended) -> dict[str, Any]:
+    return {"refusal": refusal.code, "message": refusal.message}
+
+
+# --- The debit's hot path on PostgreSQL -----------------------------------------------------
+
+
+def _debit_in_two_statements(
+    engine: Engine, *, creator_id: int, customer_id: int, request: dict[str, Any], cause: _Cause, amount: int
+) -> dict[str, Any] | None:
+    """`debit` in two statements and a commit, for the API's hot path: the rules of `_change_credits`.
+
+    The first statement claims the idempotency key and locks the customer; the second (which, under
+    READ COMMITTED, sees everything committed before the lock was granted) takes from the lots, moves
+    the balance, writes the ledger entry and stores the outcome for the key. Both are built once
+    (`_debit_statements`), so a debit costs SQLAlchemy no compiling. Returns the committed outcome,
+    or None after changing nothing when the general path must decide: no such customer, a key used
+    before, or a lot due to expire.
+    """
+    key = cause.idempotency_key
+    parameters = {"debit_creator_id": creator_id, "debit_customer_id": customer_id, "debit_amount": amount}
+    if key is not None:
+        request = {**request, "customer_id": customer_id}
+        key = idempotency.check_key(key)
+        parameters |= idempotency.claim_parameters(creator_id=creator_id, key=key, request=request, now=cause.now)
+    lock, spend = _debit_statements(with_key=key is not None)
+    with engine.begin() as connection:
+        customer = connection.execute(lock, parameters).first()
+        if customer is None or _has_due_lots(customer, cause.now):
+            connection.rollback()
+            return None
+        try:
+            ensure_active(customer)
+            if amount > customer.balance:
+                raise _insufficient(customer.balance, amount)
+        except (InsufficientCredits, CustomerSuspended) as refusal:
+            outcome = _refusal_outcome(refusal)
+            if key is not None:
+                remember = idempotency.outcome_statement(creator_id=creator_id, key=key, outcome=json.dumps(outcome))
+                connection.execute(remember)
+            return outcome
+        balance_after = customer.balance - amount
+        fields = _entry_fields(creator_id, customer_id, delta=-amount, balance_after=balance_after, cause=cause)
+        parameters |= {f"entry_{column}": value for column, value in fields.items()}
+        parameters |= {"debit_balance_after": balance_after, "debit_now": cause.now, "debit_key": key}
+        parameters["debit_created_at_text"] = cause.now.isoformat()
+        entry_id, lot_id = connection.execute(spend, parameters).one()
+    result = LedgerResult(entry_id, customer_id, cause.kind, -amount, balance_after, lot_id, cause.now)
+    return {"result": result.to_json()}
+
+
+# The columns of a ledger entry that a `LedgerResult` repeats as they are (it adds `entry_id`, `lot_id` and the time).
+_RESULT_COLUMNS = ("customer_id", "kind", "delta", "balance_after")
+
+
+@cache
+def _debit_statements(*, with_key: bool) -> tuple[Select, Select]:
+    """The debit's two statements, with bind parameters named after `_entry_fields` and the claim's.
+
+    The lock: the customer's balance, status and next expiry, locked; with a key, only when the key was
+    claimed (the claim runs before the lock, so a replay locks nothing). The spend, for a locked
+    customer whose balance covers the amount: lots, balance, ledger entry and the key's outcome in
+    one statement, returning the entry's id and lot.
+    """
+    lock = (
+        select(Customer.balance, Customer.status, Customer.next_expiry_at)
+        .where(Customer.id == bindparam("debit_customer_id"), Customer.creator_id == bindparam("debit_creator_id"))
+        .with_for_update()
+    )
+    if with_key:
+        claim = idempotency.claim_statement("postgresql").cte("claim")
+        lock = lock.where(select(claim.c.id).exists())
+    taken = _lots_to_take(bindparam("debit_customer_id"), bindparam("debit_amount", type_=BigInteger)).cte("taken")
+    spent = (
+        update(CreditLot)
+        .where(CreditLot.id == taken.c.id)
+        .values(remaining=CreditLot.remaining - taken.c.take)
+        .returning(CreditLot.id)
+        .cte("spent")
+    )
+    moved = (
+        update(Customer)
+        .where(Customer.id == bindparam("debit_customer_id"))
+        .values(balance=bindparam("debit_balance_after"), updated_at=bindparam("debit_now"))
+        .returning(Customer.id)
+        .cte("moved")
+    )
+    single_lot = select(case((func.count() == 1, func.min(taken.c.id)))).select_from(taken).scalar_subquery()
+    entry = (
+        insert(LedgerEntry)
+        .values({**{column: bindparam(f"entry_{column}") for column in _ENTRY_COLUMNS}, "lot_id": single_lot})
+        .returning(*(getattr(LedgerEntry, column) for column in ("id", "lot_id", *_RESULT_COLUMNS)))
+        .cte("entry")
+    )
+    spend = select(entry.c.id, entry.c.lot_id).add_cte(spent, moved)
+    if not with_key:
+        return lock, spend
+    outcome = _json_object(
+        result=_json_object(
+            entry_id=entry.c.id,
+            lot_id=entry.c.lot_id,
+            **{column: entry.c[column] for column in _RESULT_COLUMNS},
+            created_at=bindparam("debit_created_at_text", type_=Text),
+        )
+    )
+    remembered = (
+        update(IdempotencyRecord)
+        .where(
+            IdempotencyRecord.creator_id == bindparam("debit_creator_id"),
+            IdempotencyRecord.key == bindparam("debit_key"),
+        )
+        .values(outcome=cast(select(outcome).scalar_subquery(), Text))
+        .cte("remembered")
+    )
+    return lock, spend.add_cte(remembered)
+
+
+def _json_object(**fields: ColumnElement[Any]) -> ColumnElement[Any]:
+    """`json_build_object` of named SQL expressions."""
+    return func.json_build_object(*(part for name, value in fields.items() for part in (literal(name, Text), value)))
 
 
 # --- Checking input -------------------------------------------------------------------------
