@@ -13,10 +13,10 @@ import hashlib
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, or_, update
+from sqlalchemy import Engine, bindparam, or_, update
 from sqlmodel import select
 
-from litesubs.db import read_session, write_session
+from litesubs.db import read_connection, read_session, write_session
 from litesubs.models import ApiKey, utcnow
 from litesubs.services.errors import InvalidRequest, NotFound, Unauthorized
 
@@ -27,6 +27,8 @@ NAME_MAX_LENGTH = 80
 MAX_SECRET_LENGTH = 200
 # `last_used_at` is recorded at most this often per key, so API calls are reads, not writes.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+# Every API call runs it: built once, so SQLAlchemy neither builds nor compiles it per call.
+_BY_SECRET_HASH = select(*ApiKey.__table__.columns).where(ApiKey.secret_hash == bindparam("secret_hash"))
 
 
 def create_key(
@@ -53,10 +55,11 @@ def authenticate(*, secret: str | None, engine: Engine | None = None, now: datet
     if not secret or not secret.startswith(KEY_PREFIX) or len(secret) > MAX_SECRET_LENGTH:
         raise Unauthorized("Send an API key as 'Authorization: Bearer ls_...'.")
     now = now or utcnow()
-    with read_session(engine) as session:
-        key = session.exec(select(ApiKey).where(ApiKey.secret_hash == _hash(secret))).first()
-    if key is None:
+    with read_connection(engine) as connection:
+        row = connection.execute(_BY_SECRET_HASH, {"secret_hash": _hash(secret)}).first()
+    if row is None:
         raise Unauthorized("This API key is not valid.")
+    key = ApiKey(**row._mapping)
     if key.revoked_at is not None:
         raise Unauthorized("This API key has been revoked.")
     if key.last_used_at is None or key.last_used_at <= now - LAST_USED_RESOLUTION:

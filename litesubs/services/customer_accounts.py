@@ -7,14 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, false, func
+from sqlalchemy import Engine, bindparam, false, func
 from sqlmodel import Session, select
 
-from litesubs.db import read_session
+from litesubs.db import read_connection, read_session
 from litesubs.models import CreditLot, Customer, User, utcnow
 from litesubs.services.cursors import decode_cursor, encode_cursor
-from litesubs.services.customers import find_customer
-from litesubs.services.errors import InvalidRequest
+from litesubs.services.customers import parse_ref
+from litesubs.services.errors import InvalidRequest, NotFound
 from litesubs.services.ledger import MAX_PAGE_SIZE, CustomerBalance, get_balance
 
 
@@ -78,12 +78,32 @@ def page_customers(
 
 def customer_account(*, creator_id: int, ref: int | str, engine: Engine | None = None) -> CustomerAccount:
     """The creator's customer addressed by id or buyer email (`NotFound` otherwise), with balance and open lots."""
-    customer = find_customer(creator_id=creator_id, ref=ref, engine=engine)
+    parsed = parse_ref(ref)
+    statement = _ACCOUNT_BY_ID if isinstance(parsed, int) else _ACCOUNT_BY_EMAIL
+    with read_connection(engine) as connection:
+        customer = connection.execute(statement, {"creator_id": creator_id, "ref": parsed}).first()
+    if customer is None:
+        raise NotFound("No such customer.")
     balance = get_balance(creator_id=creator_id, customer_id=customer.id, engine=engine)
-    with read_session(engine) as session:
-        user = session.get(User, customer.buyer_id)
-    summary = _summary(customer, user, balance=balance.balance, status=balance.status)
+    summary = CustomerSummary(
+        id=customer.id,
+        email=customer.email,
+        name=customer.name,
+        status=balance.status,
+        balance=balance.balance,
+        created_at=customer.created_at,
+    )
     return CustomerAccount(customer=summary, balance=balance)
+
+
+# The API's customer look-ups, built once: by id, or by the buyer's normalised email.
+_ACCOUNT = (
+    select(Customer.id, Customer.created_at, User.email, User.name)
+    .join(User, User.id == Customer.buyer_id)
+    .where(Customer.creator_id == bindparam("creator_id"))
+)
+_ACCOUNT_BY_ID = _ACCOUNT.where(Customer.id == bindparam("ref"))
+_ACCOUNT_BY_EMAIL = _ACCOUNT.where(User.email == bindparam("ref"))
 
 
 def _summary(customer: Customer, user: User, *, balance: int, status: str | None = None) -> CustomerSummary:

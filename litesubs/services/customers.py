@@ -53,11 +53,10 @@ def customer_id_of(*, creator_id: int, ref: int | str, engine: Engine | None = N
     A numeric reference is its own answer without a query: the lock that follows checks that the
     customer is this creator's (`NotFound` otherwise). An email is looked up.
     """
-    if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
-        if not 0 < int(ref) <= MAX_ID:
-            raise NotFound("No such customer.")
-        return int(ref)
-    return find_customer(creator_id=creator_id, ref=ref, engine=engine).id
+    parsed = parse_ref(ref)
+    if isinstance(parsed, int):
+        return parsed
+    return find_customer(creator_id=creator_id, ref=parsed, engine=engine).id
 
 
 def find_customer(*, creator_id: int, ref: int | str, engine: Engine | None = None) -> Customer:
@@ -65,20 +64,28 @@ def find_customer(*, creator_id: int, ref: int | str, engine: Engine | None = No
 
     Its `balance` is the cached one: `ledger.get_balance` first expires what is due.
     """
+    parsed = parse_ref(ref)
     statement = select(Customer).where(Customer.creator_id == creator_id)
-    if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
-        if not 0 < int(ref) <= MAX_ID:
-            raise NotFound("No such customer.")  # the databases refuse to compare a larger number
-        statement = statement.where(Customer.id == int(ref))
-    elif "\x00" in ref:
-        raise NotFound("No such customer.")  # no email holds a NUL, and PostgreSQL refuses to compare one
+    if isinstance(parsed, int):
+        statement = statement.where(Customer.id == parsed)
     else:
-        statement = statement.join(User, User.id == Customer.buyer_id).where(User.email == ref.strip().lower())
+        statement = statement.join(User, User.id == Customer.buyer_id).where(User.email == parsed)
     with read_session(engine) as session:
         customer = session.exec(statement).first()
     if customer is None:
         raise NotFound("No such customer.")
     return customer
+
+
+def parse_ref(ref: int | str) -> int | str:
+    """A customer reference as the database compares it: an id, or a normalised email; `NotFound` if it cannot be."""
+    if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
+        if not 0 < int(ref) <= MAX_ID:
+            raise NotFound("No such customer.")  # the databases refuse to compare a larger number
+        return int(ref)
+    if "\x00" in ref:
+        raise NotFound("No such customer.")  # no email holds a NUL, and PostgreSQL refuses to compare one
+    return ref.strip().lower()
 
 
 def suspend_customer(

@@ -22,7 +22,7 @@ transaction, for payment fulfilment, which writes its purchase in the same commi
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -32,6 +32,7 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Engine,
+    Row,
     Select,
     Text,
     bindparam,
@@ -44,7 +45,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Session, select
 
-from litesubs.db import get_engine, read_session, write_session
+from litesubs.db import get_engine, read_connection, read_session, write_session
 from litesubs.models import CreditLot, Customer, IdempotencyRecord, LedgerEntry, utcnow
 from litesubs.services import idempotency
 from litesubs.services.cursors import decode_cursor, encode_cursor
@@ -279,24 +280,22 @@ def get_balance(
     statement (one snapshot of customer and lots); only when a lot is due do they take the lock and expire it.
     """
     now = now or utcnow()
-    with read_session(engine) as session:
-        rows = session.exec(
-            select(Customer, CreditLot)
-            .outerjoin(CreditLot, (CreditLot.customer_id == Customer.id) & (CreditLot.remaining > 0))
-            .where(Customer.id == customer_id, Customer.creator_id == creator_id)
-            .order_by(*_SPENDING_ORDER)
-        ).all()
+    with read_connection(engine) as connection:
+        rows = connection.execute(_BALANCE, {"customer_id": customer_id, "creator_id": creator_id}).all()
     if not rows:
         raise NotFound("No such customer.")
-    lots = [lot for _customer, lot in rows if lot is not None]
-    if not _has_due_lots(rows[0][0], now):
-        return _balance_of(rows[0][0], lots)
+    if not _has_due_lots(rows[0], now):
+        lots = [row for row in rows if row.id is not None]
+        return _balance_of(customer_id, balance=rows[0].balance, status=rows[0].status, lots=lots)
     with write_session(engine) as session:
         customer = lock_customer(session, creator_id=creator_id, customer_id=customer_id, now=now)
-        return _balance_of(customer, _open_lots(session, customer.id))
+        return _balance_of(
+            customer.id, balance=customer.balance, status=customer.status, lots=_open_lots(session, customer.id)
+        )
 
 
-def _balance_of(customer: Customer, lots: list[CreditLot]) -> CustomerBalance:
+def _balance_of(customer_id: int, *, balance: int, status: str, lots: Iterable[Any]) -> CustomerBalance:
+    """The balance with its open lots, given in spending order (lot rows or `CreditLot`s)."""
     summaries = tuple(
         LotSummary(
             id=lot.id,
@@ -308,7 +307,7 @@ def _balance_of(customer: Customer, lots: list[CreditLot]) -> CustomerBalance:
         )
         for lot in lots
     )
-    return CustomerBalance(customer_id=customer.id, balance=customer.balance, status=customer.status, lots=summaries)
+    return CustomerBalance(customer_id=customer_id, balance=balance, status=status, lots=summaries)
 
 
 def list_entries(
@@ -455,7 +454,25 @@ def expire_due_lots(session: Session, customer: Customer, *, now: datetime) -> l
 _SPENDING_ORDER = (CreditLot.expires_at.asc().nulls_last(), CreditLot.created_at, CreditLot.id)
 
 
-def _has_due_lots(customer: Customer, now: datetime) -> bool:
+# `get_balance`'s read: the customer's balance, status and next expiry, with its open lots in spending order.
+_BALANCE = (
+    select(
+        Customer.balance,
+        Customer.status,
+        Customer.next_expiry_at,
+        *(
+            getattr(CreditLot, column)
+            for column in ("id", "source", "granted", "remaining", "expires_at", "created_at")
+        ),
+    )
+    .select_from(Customer)
+    .outerjoin(CreditLot, (CreditLot.customer_id == Customer.id) & (CreditLot.remaining > 0))
+    .where(Customer.id == bindparam("customer_id"), Customer.creator_id == bindparam("creator_id"))
+    .order_by(*_SPENDING_ORDER)
+)
+
+
+def _has_due_lots(customer: Customer | Row, now: datetime) -> bool:
     """Whether a lot may be due: `next_expiry_at` is never later than the soonest expiry of a lot holding credits."""
     return customer.next_expiry_at is not None and customer.next_expiry_at <= now
 
