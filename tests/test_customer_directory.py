@@ -79,6 +79,22 @@ def test_search_sort_and_page(engine: Engine, crowd: tuple[User, list[Customer]]
     assert (second.rows, second.total, second.page) == ([], 3, 2)
 
 
+def test_search_matches_within_the_name_or_the_email_never_across_them(
+    engine: Engine, crowd: tuple[User, list[Customer]]
+) -> None:
+    creator, (ada, _alan, _grace) = crowd
+    email = directory.list_customers(creator_id=creator.id, search="ada-", engine=engine).rows[0].email
+
+    def found(term: str) -> list[int]:
+        return [row.id for row in directory.list_customers(creator_id=creator.id, search=term, engine=engine).rows]
+
+    assert found("  LOVELACE ") == [ada.id]
+    assert found(email.upper()) == [ada.id]
+    assert found("lovelace" + email[:3]) == []  # the end of the name and the start of the email
+    assert found("lovelace\x1f" + email[:3]) == []  # a pasted separator is no way across either
+    assert found("love\x1flace") == [ada.id]  # control characters are dropped from the term
+
+
 def test_bad_sort_or_page_size_is_refused(engine: Engine) -> None:
     creator = create_user(engine)
     with pytest.raises(InvalidRequest):
