@@ -10,11 +10,14 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import TypeVar
 
 from sqlalchemy import Engine
+from sqlmodel import Session, select
 
-from litesubs.models import Customer
+from litesubs.models import CreditLot, Customer, LedgerEntry, utcnow
+from litesubs.services import ledger
 from litesubs.services.customers import get_or_create_customer
 from litesubs.services.errors import DomainError, InsufficientCredits
 from litesubs.services.ledger import Actor, LedgerResult, debit, grant
@@ -147,3 +150,88 @@ def test_racing_retries_spend_each_job_once_on_both_databases(engine: Engine) ->
     assert [result.replayed for result in results].count(False) == 20
     assert balance_of(engine, customer.id) == 0
     assert_invariants(engine, customer.id)
+
+
+def test_debits_run_together_give_what_they_would_one_after_the_other(postgres_engine: Engine) -> None:
+    """A batch of one customer's debits (as the hot path coalesces them) matches the same debits run in turn."""
+    engine, now = postgres_engine, utcnow()
+    together, alone = new_customer(engine), new_customer(engine)
+    for customer in (together, alone):
+        for amount, expires_at in ((10, now + timedelta(days=1)), (5, now + timedelta(days=2)), (20, None)):
+            grant(
+                creator_id=customer.creator_id,
+                customer_id=customer.id,
+                amount=amount,
+                actor=API_KEY,
+                expires_at=expires_at,
+                engine=engine,
+            )
+        api_debit(engine, customer, 1, key="used-before")
+    plan = [(3, None), (9, "k1"), (100, "big"), (9, "k1"), (4, None), (1, "used-before"), (30, None), (6, "k2")]
+
+    def attempt(customer: Customer, amount: int, key: str | None) -> LedgerResult | DomainError:
+        try:
+            return api_debit(engine, customer, amount, key=key)
+        except DomainError as error:
+            return error
+
+    one_by_one = [attempt(alone, amount, key) for amount, key in plan]
+    batch = [
+        ledger._Debit(
+            engine,
+            together.creator_id,
+            together.id,
+            amount,
+            {"operation": "debit", "amount": amount, "reason": "API call"},
+            ledger._Cause("debit", API_KEY, "API call", utcnow(), key),
+        )
+        for amount, key in plan
+    ]
+    outcomes = ledger._debit_together(batch)
+    # Left to the general path: the key used before, and the key used earlier in the same batch.
+    assert [index for index, outcome in enumerate(outcomes) if outcome is None] == [3, 5]
+    in_batch = [
+        attempt(together, amount, key) if outcome is None else _delivered_or_refused(outcome)
+        for (amount, key), outcome in zip(plan, outcomes, strict=True)
+    ]
+
+    assert [_comparable(engine, together, o) for o in in_batch] == [_comparable(engine, alone, o) for o in one_by_one]
+    assert [_comparable_entry(engine, together, e) for e in entries_of(engine, together.id)] == [
+        _comparable_entry(engine, alone, e) for e in entries_of(engine, alone.id)
+    ]
+    assert [lot.remaining for lot in _lots(engine, together)] == [lot.remaining for lot in _lots(engine, alone)]
+    for customer in (together, alone):
+        assert_invariants(engine, customer.id)
+
+
+def _delivered_or_refused(outcome: dict) -> LedgerResult | DomainError:
+    try:
+        return ledger._delivered(outcome, replayed=False)
+    except DomainError as error:
+        return error
+
+
+def _lots(engine: Engine, customer: Customer) -> list[CreditLot]:
+    with Session(engine) as session:
+        return list(session.exec(select(CreditLot).where(CreditLot.customer_id == customer.id).order_by(CreditLot.id)))
+
+
+def _lot_number(engine: Engine, customer: Customer, lot_id: int | None) -> int | None:
+    return None if lot_id is None else [lot.id for lot in _lots(engine, customer)].index(lot_id)
+
+
+def _comparable(engine: Engine, customer: Customer, outcome: LedgerResult | DomainError) -> tuple:
+    if isinstance(outcome, DomainError):
+        return (type(outcome).__name__, outcome.message)
+    lot = _lot_number(engine, customer, outcome.lot_id)
+    return (outcome.kind, outcome.delta, outcome.balance_after, lot, outcome.replayed)
+
+
+def _comparable_entry(engine: Engine, customer: Customer, entry: LedgerEntry) -> tuple:
+    return (
+        entry.kind,
+        entry.delta,
+        entry.balance_after,
+        _lot_number(engine, customer, entry.lot_id),
+        entry.idempotency_key,
+    )

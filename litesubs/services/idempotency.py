@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Insert, Update, bindparam, delete, update
+from sqlalchemy import Connection, Engine, Insert, bindparam, delete, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
@@ -89,16 +89,46 @@ def claim_parameters(*, creator_id: int, key: str, request: dict[str, Any], now:
 
 def remember(session: Session, *, creator_id: int, key: str, outcome: dict[str, Any]) -> None:
     """Store the outcome of the request that claimed `key` in this transaction."""
-    session.exec(outcome_statement(creator_id=creator_id, key=key, outcome=json.dumps(outcome)))
+    session.connection().execute(REMEMBER, remember_parameters(creator_id=creator_id, key=key, outcome=outcome))
 
 
-def outcome_statement(*, creator_id: int, key: str, outcome: str | ColumnElement[str]) -> Update:
-    """The UPDATE that stores the outcome (JSON text, or SQL making it) of the request that claimed `key`."""
-    return (
-        update(IdempotencyRecord)
-        .where(IdempotencyRecord.creator_id == creator_id, IdempotencyRecord.key == key)
-        .values(outcome=outcome)
+# Stores an outcome (parameters from `remember_parameters`); built once, and run for many keys at once too.
+REMEMBER = (
+    update(IdempotencyRecord)
+    .where(
+        IdempotencyRecord.creator_id == bindparam("remember_creator_id"),
+        IdempotencyRecord.key == bindparam("remember_key"),
     )
+    .values(outcome=bindparam("remember_outcome"))
+)
+
+
+def remember_parameters(*, creator_id: int, key: str, outcome: dict[str, Any]) -> dict[str, Any]:
+    return {"remember_creator_id": creator_id, "remember_key": key, "remember_outcome": json.dumps(outcome)}
+
+
+def claim_all(connection: Connection, claims: list[dict[str, Any]]) -> set[str]:
+    """Claim several new keys in one PostgreSQL statement (`claim_parameters` each); returns the keys claimed.
+
+    A key claimed before, or twice in `claims`, is claimed at most once (its first time in `claims`).
+    """
+    rows = [
+        {
+            "creator_id": claim["claim_creator_id"],
+            "key": claim["claim_key"],
+            "request_hash": claim["claim_request_hash"],
+            "outcome": "",
+            "created_at": claim["claim_now"],
+        }
+        for claim in claims
+    ]
+    statement = (
+        postgresql.insert(IdempotencyRecord)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["creator_id", "key"])
+        .returning(IdempotencyRecord.key)
+    )
+    return set(connection.execute(statement).scalars())
 
 
 def purge_idempotency_records(

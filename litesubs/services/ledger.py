@@ -21,7 +21,6 @@ transaction, for payment fulfilment, which writes its purchase in the same commi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -48,6 +47,7 @@ from sqlmodel import Session, select
 from litesubs.db import get_engine, read_connection, read_session, write_session
 from litesubs.models import CreditLot, Customer, IdempotencyRecord, LedgerEntry, utcnow
 from litesubs.services import idempotency
+from litesubs.services.coalescing import Coalescer
 from litesubs.services.cursors import decode_cursor, encode_cursor
 from litesubs.services.customers import ensure_active, lock_customer_row
 from litesubs.services.errors import CustomerSuspended, InsufficientCredits, InvalidRequest, NotFound
@@ -213,13 +213,14 @@ def debit(
     """Spend `amount` credits. Refused whole, changing nothing, if the customer is suspended or has fewer."""
     now = now or utcnow()
     amount, reason = _check_amount(amount), _check_reason(reason)
+    if idempotency_key is not None:
+        idempotency.check_key(idempotency_key)
     cause = _Cause("debit", actor, reason, now, idempotency_key)
     request = {"operation": "debit", "amount": amount, "reason": reason}
     engine = engine or get_engine()
     if engine.dialect.name == "postgresql":
-        outcome = _debit_in_two_statements(
-            engine, creator_id=creator_id, customer_id=customer_id, request=request, cause=cause, amount=amount
-        )
+        hot = _Debit(engine, creator_id, customer_id, amount, request, cause)
+        outcome = _DEBITS.run((engine, creator_id, customer_id), hot)
         if outcome is not None:
             return _delivered(outcome, replayed=False)
 
@@ -527,7 +528,7 @@ def _spend(session: Session, customer: Customer, amount: int, *, cause: _Cause) 
 
 
 def _lots_to_take(customer_id: int | ColumnElement[int], amount: int | ColumnElement[int]) -> Select:
-    """Which open lots a spend of `amount` takes from, and how much from each: rows of (id, take).
+    """Which open lots a spend of `amount` takes from, and how much from each: rows of (id, take), in spending order.
 
     Lots are emptied in spending order until `amount` is reached; the caller knows the balance covers it.
     """
@@ -539,7 +540,7 @@ def _lots_to_take(customer_id: int | ColumnElement[int], amount: int | ColumnEle
     )
     still_needed = amount - lots.c.earlier
     take = case((lots.c.remaining < still_needed, lots.c.remaining), else_=still_needed)
-    return select(lots.c.id, take.label("take")).where(lots.c.earlier < amount)
+    return select(lots.c.id, take.label("take")).where(lots.c.earlier < amount).order_by(lots.c.earlier)
 
 
 def _insufficient(balance: int, amount: int) -> InsufficientCredits:
@@ -648,6 +649,39 @@ def _refusal_outcome(refusal: InsufficientCredits | CustomerSuspended) -> dict[s
 # --- The debit's hot path on PostgreSQL -----------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Debit:
+    """One call of `debit`, checked, waiting to run on PostgreSQL alone or with others of its customer."""
+
+    engine: Engine
+    creator_id: int
+    customer_id: int
+    amount: int
+    request: dict[str, Any]
+    cause: _Cause
+
+
+def _run_debits(debits: list[_Debit]) -> list[dict[str, Any] | None]:
+    """The committed outcome of each debit (all of one customer), or None where the general path must decide."""
+    if len(debits) > 1:
+        return _debit_together(debits)
+    debit = debits[0]
+    return [
+        _debit_in_two_statements(
+            debit.engine,
+            creator_id=debit.creator_id,
+            customer_id=debit.customer_id,
+            request=debit.request,
+            cause=debit.cause,
+            amount=debit.amount,
+        )
+    ]
+
+
+# Debits of one customer that arrive while another is running wait, then run together (see `coalescing`).
+_DEBITS: Coalescer[_Debit, dict[str, Any] | None] = Coalescer(_run_debits)
+
+
 def _debit_in_two_statements(
     engine: Engine, *, creator_id: int, customer_id: int, request: dict[str, Any], cause: _Cause, amount: int
 ) -> dict[str, Any] | None:
@@ -679,8 +713,10 @@ def _debit_in_two_statements(
         except (InsufficientCredits, CustomerSuspended) as refusal:
             outcome = _refusal_outcome(refusal)
             if key is not None:
-                remember = idempotency.outcome_statement(creator_id=creator_id, key=key, outcome=json.dumps(outcome))
-                connection.execute(remember)
+                connection.execute(
+                    idempotency.REMEMBER,
+                    idempotency.remember_parameters(creator_id=creator_id, key=key, outcome=outcome),
+                )
             return outcome
         balance_after = customer.balance - amount
         fields = _entry_fields(creator_id, customer_id, delta=-amount, balance_after=balance_after, cause=cause)
@@ -756,6 +792,119 @@ def _debit_statements(*, with_key: bool) -> tuple[Select, Select]:
         .cte("remembered")
     )
     return lock, spend.add_cte(remembered)
+
+
+def _debit_together(debits: list[_Debit]) -> list[dict[str, Any] | None]:
+    """Several debits of one customer in one transaction, in order, as if one after the other.
+
+    One lock and one commit for all; each debit still gets its own idempotency record, ledger entry and
+    outcome. Statements cover the whole batch: the claims, the lock, the lots to take for the sum of the
+    successful debits, and then the lot, balance, ledger and outcome writes. A debit whose key was used
+    before (or earlier in the batch) gets None, as does every debit when the customer is not found or a
+    lot is due: the general path decides those, one at a time.
+    """
+    engine, creator_id, customer_id = debits[0].engine, debits[0].creator_id, debits[0].customer_id
+    now = max(debit.cause.now for debit in debits)
+    outcomes: list[dict[str, Any] | None] = [None] * len(debits)
+    claims = {
+        index: idempotency.claim_parameters(
+            creator_id=creator_id,
+            key=debit.cause.idempotency_key,
+            request={**debit.request, "customer_id": customer_id},
+            now=debit.cause.now,
+        )
+        for index, debit in enumerate(debits)
+        if debit.cause.idempotency_key is not None
+    }
+    with engine.begin() as connection:
+        claimed = idempotency.claim_all(connection, list(claims.values())) if claims else set()
+        running = []
+        for index, debit in enumerate(debits):
+            key = debit.cause.idempotency_key
+            if key is None or key in claimed:
+                running.append(index)
+                claimed.discard(key)
+        lock = _debit_statements(with_key=False)[0]
+        customer = connection.execute(lock, {"debit_creator_id": creator_id, "debit_customer_id": customer_id}).first()
+        if customer is None or _has_due_lots(customer, now):
+            connection.rollback()
+            return outcomes
+        balance, spends = customer.balance, []
+        for index in running:
+            try:
+                ensure_active(customer)
+                if debits[index].amount > balance:
+                    raise _insufficient(balance, debits[index].amount)
+            except (InsufficientCredits, CustomerSuspended) as refusal:
+                outcomes[index] = _refusal_outcome(refusal)
+                continue
+            balance -= debits[index].amount
+            spends.append((index, balance))
+        if spends:
+            lots = connection.execute(_lots_to_take(customer_id, customer.balance - balance)).all()
+            connection.execute(_TAKE_FROM_LOT, [{"lot_id": lot_id, "take": take} for lot_id, take in lots])
+            connection.execute(
+                _MOVE_BALANCE, {"move_customer_id": customer_id, "move_balance": balance, "move_now": now}
+            )
+            lot_ids = _lot_of_each(lots, [debits[index].amount for index, _after in spends])
+            entries = [
+                {
+                    **_entry_fields(
+                        creator_id,
+                        customer_id,
+                        delta=-debits[index].amount,
+                        balance_after=after,
+                        cause=debits[index].cause,
+                    ),
+                    "lot_id": lot_id,
+                }
+                for (index, after), lot_id in zip(spends, lot_ids, strict=True)
+            ]
+            entry_ids = connection.execute(
+                insert(LedgerEntry).returning(LedgerEntry.id, sort_by_parameter_order=True), entries
+            ).scalars()
+            for (index, after), lot_id, entry_id in zip(spends, lot_ids, entry_ids, strict=True):
+                debit = debits[index]
+                result = LedgerResult(entry_id, customer_id, "debit", -debit.amount, after, lot_id, debit.cause.now)
+                outcomes[index] = {"result": result.to_json()}
+        remembered = [
+            idempotency.remember_parameters(creator_id=creator_id, key=key, outcome=outcomes[index])
+            for index in running
+            if (key := debits[index].cause.idempotency_key) is not None
+        ]
+        if remembered:
+            connection.execute(idempotency.REMEMBER, remembered)
+    return outcomes
+
+
+def _lot_of_each(lots: list[Row], amounts: list[int]) -> list[int | None]:
+    """For spends of `amounts`, one after the other, from `lots` (rows of id and take, in spending order, taking
+    their sum): the one lot each spend took from, or None where it took from several."""
+    left = [lot.take for lot in lots]
+    position, single = 0, []
+    for amount in amounts:
+        touched = []
+        while amount > 0:
+            taken = min(amount, left[position])
+            left[position] -= taken
+            amount -= taken
+            touched.append(lots[position].id)
+            if left[position] == 0:
+                position += 1
+        single.append(touched[0] if len(touched) == 1 else None)
+    return single
+
+
+_TAKE_FROM_LOT = (
+    update(CreditLot)
+    .where(CreditLot.id == bindparam("lot_id"))
+    .values(remaining=CreditLot.remaining - bindparam("take", type_=BigInteger))
+)
+_MOVE_BALANCE = (
+    update(Customer)
+    .where(Customer.id == bindparam("move_customer_id"))
+    .values(balance=bindparam("move_balance"), updated_at=bindparam("move_now"))
+)
 
 
 def _json_object(**fields: ColumnElement[Any]) -> ColumnElement[Any]:
