@@ -14,7 +14,8 @@ Credits live in lots (one per purchase or grant). The rules, from DESIGN.md:
   database through `expire_due_credits` (`python -m litesubs expire-credits`).
 - An operation carrying an idempotency key runs at most once per creator (see `idempotency`).
 
-`grant`, `debit`, `adjust`, `get_balance` and `list_entries` are each one transaction.
+`grant`, `debit`, `adjust`, `get_balance` and `list_entries` are each one transaction, except that on
+PostgreSQL concurrent debits of one customer may share one (see "The debit's hot path" below).
 `lock_customer`, `grant_in_session` and `take_back_lot` do the same work in the caller's
 transaction, for payment fulfilment, which writes its purchase in the same commit.
 """
@@ -45,7 +46,7 @@ from sqlalchemy import (
 from sqlmodel import Session, select
 
 from litesubs.db import get_engine, read_connection, read_session, write_session
-from litesubs.models import CreditLot, Customer, IdempotencyRecord, LedgerEntry, utcnow
+from litesubs.models import CreditLot, Customer, LedgerEntry, utcnow
 from litesubs.services import idempotency
 from litesubs.services.coalescing import Coalescer
 from litesubs.services.cursors import decode_cursor, encode_cursor
@@ -698,7 +699,6 @@ def _debit_in_two_statements(
     parameters = {"debit_creator_id": creator_id, "debit_customer_id": customer_id, "debit_amount": amount}
     if key is not None:
         request = {**request, "customer_id": customer_id}
-        key = idempotency.check_key(key)
         parameters |= idempotency.claim_parameters(creator_id=creator_id, key=key, request=request, now=cause.now)
     lock, spend = _debit_statements(with_key=key is not None)
     with engine.begin() as connection:
@@ -721,7 +721,8 @@ def _debit_in_two_statements(
         balance_after = customer.balance - amount
         fields = _entry_fields(creator_id, customer_id, delta=-amount, balance_after=balance_after, cause=cause)
         parameters |= {f"entry_{column}": value for column, value in fields.items()}
-        parameters |= {"debit_balance_after": balance_after, "debit_now": cause.now, "debit_key": key}
+        parameters |= {"debit_balance_after": balance_after, "debit_now": cause.now}
+        parameters |= {"remember_creator_id": creator_id, "remember_key": key}
         parameters["debit_created_at_text"] = cause.now.isoformat()
         entry_id, lot_id = connection.execute(spend, parameters).one()
     result = LedgerResult(entry_id, customer_id, cause.kind, -amount, balance_after, lot_id, cause.now)
@@ -782,15 +783,7 @@ def _debit_statements(*, with_key: bool) -> tuple[Select, Select]:
             created_at=bindparam("debit_created_at_text", type_=Text),
         )
     )
-    remembered = (
-        update(IdempotencyRecord)
-        .where(
-            IdempotencyRecord.creator_id == bindparam("debit_creator_id"),
-            IdempotencyRecord.key == bindparam("debit_key"),
-        )
-        .values(outcome=cast(select(outcome).scalar_subquery(), Text))
-        .cte("remembered")
-    )
+    remembered = idempotency.REMEMBER.values(outcome=cast(select(outcome).scalar_subquery(), Text)).cte("remembered")
     return lock, spend.add_cte(remembered)
 
 
