@@ -328,9 +328,13 @@ class RowLock:
     pid: int
 
     @classmethod
-    def take(cls, engine: Engine, customer_id: int) -> RowLock:
+    def take(cls, engine: Engine, *customer_ids: int) -> RowLock:
+        """Lock these customers' rows. Requests that wait here are in PostgreSQL, one per customer and process:
+        debits of one customer in one process wait for each other in the process (`services.coalescing`)."""
         connection = engine.connect()
-        connection.execute(text("SELECT id FROM customer WHERE id = :id FOR UPDATE"), {"id": customer_id})
+        connection.execute(
+            text("SELECT id FROM customer WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"), {"ids": list(customer_ids)}
+        )
         return cls(connection, connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
 
     def wait_for_waiters(self, engine: Engine, count: int) -> None:
@@ -535,12 +539,13 @@ def paid_checkout(cluster: Cluster, shop: Shop, buyer: User, *, secret: str = WE
 
 
 def crash_stream(
-    cluster: Cluster, shop: Shop, customers: list[tuple[Customer, User]], busy: tuple[Customer, User]
+    cluster: Cluster, shop: Shop, customers: list[tuple[Customer, User]], busy: list[tuple[Customer, User]]
 ) -> tuple[list[Request], list[Request]]:
     """Debits (a few far too large) and paid checkouts' webhooks (a few forged) in a fixed random order.
 
-    Early in the stream, two debits and two webhooks of the busy customer, whose row the test
-    holds locked: those are the requests the kill will catch halfway. Returns (stream, those).
+    Early in the stream, a debit of each of the two busy customers and two webhooks of the first,
+    whose rows the test holds locked: those are the requests the kill will catch halfway. Returns
+    (stream, those).
     """
     stream: list[Request] = [
         Debit(shop.secret, customers[index % len(customers)][0].id, 1 + index % 2, f"crash-{index}")
@@ -551,8 +556,8 @@ def crash_stream(
     stream += [paid_checkout(cluster, shop, buyers[index % len(buyers)]) for index in range(CRASH_PURCHASES)]
     stream += [paid_checkout(cluster, shop, buyer, secret="whsec_forged") for buyer in buyers]
     random.Random(2024).shuffle(stream)
-    caught: list[Request] = [Debit(shop.secret, busy[0].id, 1, f"caught-{index}") for index in range(2)]
-    caught += [paid_checkout(cluster, shop, busy[1]) for _ in range(2)]
+    caught: list[Request] = [Debit(shop.secret, customer.id, 1, f"caught-{customer.id}") for customer, _ in busy]
+    caught += [paid_checkout(cluster, shop, busy[0][1]) for _ in range(2)]
     for position, request in enumerate(caught, start=1):
         stream.insert(position * 10, request)
     return stream, caught
@@ -642,10 +647,10 @@ def test_a_process_killed_mid_stream_loses_nothing_and_doubles_nothing(cluster: 
     engine = cluster.engine
     shop = new_shop(engine, price="5.00", credits="10")
     customers = [shop.customer(credits=CRASH_CREDITS) for _ in range(CRASH_CUSTOMERS)]
-    busy = shop.customer(credits=CRASH_CREDITS)
+    busy = [shop.customer(credits=CRASH_CREDITS) for _ in range(2)]
     requests, caught = crash_stream(cluster, shop, customers, busy)
 
-    lock = RowLock.take(engine, busy[0].id)
+    lock = RowLock.take(engine, *(customer.id for customer, _ in busy))
     try:
         outcomes = stream_and_kill(
             cluster.running("A"),
@@ -671,7 +676,7 @@ def test_a_process_killed_mid_stream_loses_nothing_and_doubles_nothing(cluster: 
     debited = sum(r.amount for r, o in zip(requests, again, strict=True) if isinstance(r, Debit) and o.succeeded)
     purchased = sum(isinstance(r, Delivery) and o.succeeded for r, o in zip(requests, again, strict=True))
     assert purchased == CRASH_PURCHASES + 2
-    balance = (CRASH_CUSTOMERS + 1) * CRASH_CREDITS + purchased * 10 - debited
+    balance = (CRASH_CUSTOMERS + len(busy)) * CRASH_CREDITS + purchased * 10 - debited
     assert sum(balances(engine, shop.creator.id).values()) == balance
 
 
@@ -739,9 +744,10 @@ def exits_within(process: subprocess.Popen, seconds: float) -> bool:
 def test_sigterm_finishes_accepted_requests_refuses_new_ones_and_exits(cluster: Cluster, browser: Browser) -> None:
     server = cluster.running("B")
     shop = new_shop(cluster.engine, price="9.00", credits="100")
-    (busy, _), (other, _) = shop.customer(credits=1000), shop.customer(credits=1000)
-    held = [Debit(shop.secret, busy.id, 1, f"held-{index}") for index in range(HELD_DEBITS)]
-    slow = [Debit(shop.secret, busy.id, 2, f"slow-{index}") for index in range(2)]
+    busy = [shop.customer(credits=1000)[0] for _ in range(HELD_DEBITS)]
+    (other, _) = shop.customer(credits=1000)
+    held = [Debit(shop.secret, customer.id, 1, f"held-{customer.id}") for customer in busy]
+    slow = [Debit(shop.secret, busy[0].id, 2, f"slow-{index}") for index in range(2)]
     tab = browser.new_page()
     with tab.expect_websocket() as websocket:
         tab.goto(f"{server.base_url}/")
@@ -750,7 +756,7 @@ def test_sigterm_finishes_accepted_requests_refuses_new_ones_and_exits(cluster: 
     idle = httpx.Client(base_url=server.base_url)
     assert idle.get("/api/health").status_code == 200  # its connection stays open, idle
 
-    lock = RowLock.take(cluster.engine, busy.id)
+    lock = RowLock.take(cluster.engine, *(customer.id for customer in busy))
     with ThreadPoolExecutor(max_workers=HELD_DEBITS) as pool:
         try:
             uploads = [SlowUpload(server, debit) for debit in slow]
