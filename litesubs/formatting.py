@@ -27,3 +27,8 @@ def input_date(expires_at: datetime | None) -> str:
 
 def format_count(number: int) -> str:
     return f"{number:,}"
+
+
+def count_of(number: int, noun: str) -> str:
+    """'1 customer', '1,200 customers': the number with thousands separators and the noun in its number."""
+    return f"{number:,} {noun if number == 1 else noun + 's'}"

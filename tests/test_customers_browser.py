@@ -49,9 +49,11 @@ def test_table_search_sort_and_open_a_customer(page: Page, app_server: AppServer
     expect(rows.nth(1)).to_contain_text("Alan Turing")
     page.screenshot(path=ARTIFACTS / "customers-desktop.png", full_page=True)
 
+    expect(page.get_by_text("3 customers · page 1 of 1")).to_be_visible()
     page.get_by_label("Search customers").fill("grace")
     expect(rows).to_have_count(2)
     expect(rows.nth(1)).to_contain_text("Grace Hopper")
+    expect(page.get_by_text("1 customer · page 1 of 1")).to_be_visible()
     page.get_by_label("Search customers").fill("nobody-like-this")
     expect(page.get_by_text("No customer matches your search.")).to_be_visible()
     page.get_by_label("Search customers").fill("")

@@ -118,15 +118,7 @@ def _toolbar() -> rx.Component:
 
 def _pager() -> rx.Component:
     return rx.hstack(
-        rx.text(
-            CustomersState.total.to(str)
-            + " customers · page "
-            + CustomersState.page.to(str)
-            + " of "
-            + CustomersState.pages.to(str),
-            size="2",
-            color_scheme="gray",
-        ),
+        rx.text(CustomersState.pager_label, size="2", color_scheme="gray"),
         rx.spacer(),
         rx.select(
             ["25", "50", "100"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from litesubs import routes
-from litesubs.formatting import format_count, iso
+from litesubs.formatting import count_of, format_count, iso
 from litesubs.services import customer_directory as directory
 from litesubs.services.customers import reactivate_customer, suspend_customer
 from litesubs.services.errors import DomainError, InvalidRequest, NotFound, Unauthorized
@@ -45,6 +45,10 @@ class CustomersState(SessionState):
     sort: str = "last_purchase"
     descending: bool = True
     loaded: bool = False
+
+    @rx.var
+    def pager_label(self) -> str:
+        return f"{count_of(self.total, 'customer')} · page {self.page:,} of {self.pages:,}"
 
     def _refresh(self) -> rx.event.EventSpec | None:
         try:
