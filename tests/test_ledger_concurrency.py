@@ -182,7 +182,7 @@ def test_debits_run_together_give_what_they_would_one_after_the_other(postgres_e
             together.creator_id,
             together.id,
             amount,
-            {"operation": "debit", "amount": amount, "reason": "API call"},
+            {"operation": "debit", "amount": amount, "reason": "API call", "customer_id": together.id},
             ledger._Cause("debit", API_KEY, "API call", utcnow(), key),
         )
         for amount, key in plan

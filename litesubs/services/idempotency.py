@@ -65,13 +65,7 @@ def claim_statement(dialect: str) -> Insert:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return (
         insert(IdempotencyRecord)
-        .values(
-            creator_id=bindparam("claim_creator_id"),
-            key=bindparam("claim_key"),
-            request_hash=bindparam("claim_request_hash"),
-            outcome="",
-            created_at=bindparam("claim_now"),
-        )
+        .values({column: bindparam(f"claim_{column}") for column in _CLAIM_COLUMNS})
         .on_conflict_do_nothing(index_elements=["creator_id", "key"])
         .returning(IdempotencyRecord.id)
     )
@@ -79,12 +73,17 @@ def claim_statement(dialect: str) -> Insert:
 
 def claim_parameters(*, creator_id: int, key: str, request: dict[str, Any], now: datetime) -> dict[str, Any]:
     """The parameters of `claim_statement`: named apart from any column, as SQLAlchemy sets columns named in them."""
-    return {
-        "claim_creator_id": creator_id,
-        "claim_key": key,
-        "claim_request_hash": _request_hash(request),
-        "claim_now": now,
-    }
+    record = _new_record(creator_id=creator_id, key=key, request=request, now=now)
+    return {f"claim_{column}": value for column, value in record.items()}
+
+
+def _new_record(*, creator_id: int, key: str, request: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """A claimed key's record (`_CLAIM_COLUMNS`), its outcome still to come."""
+    values = (creator_id, key, _request_hash(request), "", now)
+    return dict(zip(_CLAIM_COLUMNS, values, strict=True))
+
+
+_CLAIM_COLUMNS = ("creator_id", "key", "request_hash", "outcome", "created_at")
 
 
 def remember(session: Session, *, creator_id: int, key: str, outcome: dict[str, Any]) -> None:
@@ -107,21 +106,14 @@ def remember_parameters(*, creator_id: int, key: str, outcome: dict[str, Any]) -
     return {"remember_creator_id": creator_id, "remember_key": key, "remember_outcome": json.dumps(outcome)}
 
 
-def claim_all(connection: Connection, claims: list[dict[str, Any]]) -> set[str]:
-    """Claim several new keys in one PostgreSQL statement (`claim_parameters` each); returns the keys claimed.
+def claim_all(
+    connection: Connection, *, creator_id: int, claims: list[tuple[str, dict[str, Any], datetime]]
+) -> set[str]:
+    """Claim several new keys, each (key, request, now), in one PostgreSQL statement; returns the keys claimed.
 
     A key claimed before, or twice in `claims`, is claimed at most once (its first time in `claims`).
     """
-    rows = [
-        {
-            "creator_id": claim["claim_creator_id"],
-            "key": claim["claim_key"],
-            "request_hash": claim["claim_request_hash"],
-            "outcome": "",
-            "created_at": claim["claim_now"],
-        }
-        for claim in claims
-    ]
+    rows = [_new_record(creator_id=creator_id, key=key, request=request, now=now) for key, request, now in claims]
     statement = (
         postgresql.insert(IdempotencyRecord)
         .values(rows)

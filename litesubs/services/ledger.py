@@ -220,7 +220,7 @@ def debit(
     request = {"operation": "debit", "amount": amount, "reason": reason}
     engine = engine or get_engine()
     if engine.dialect.name == "postgresql":
-        hot = _Debit(engine, creator_id, customer_id, amount, request, cause)
+        hot = _Debit(engine, creator_id, customer_id, amount, {**request, "customer_id": customer_id}, cause)
         outcome = _DEBITS.run((engine, creator_id, customer_id), hot)
         if outcome is not None:
             return _delivered(outcome, replayed=False)
@@ -523,8 +523,7 @@ def _spend(session: Session, customer: Customer, amount: int, *, cause: _Cause) 
     if amount > customer.balance:
         raise _insufficient(customer.balance, amount)
     taken = session.exec(_lots_to_take(customer.id, amount)).all()
-    for lot_id, take in taken:
-        session.exec(update(CreditLot).where(CreditLot.id == lot_id).values(remaining=CreditLot.remaining - take))
+    session.connection().execute(_TAKE_FROM_LOT, [{"lot_id": lot_id, "take": take} for lot_id, take in taken])
     return _record(session, customer, delta=-amount, lot_id=taken[0].id if len(taken) == 1 else None, cause=cause)
 
 
@@ -652,7 +651,10 @@ def _refusal_outcome(refusal: InsufficientCredits | CustomerSuspended) -> dict[s
 
 @dataclass(frozen=True)
 class _Debit:
-    """One call of `debit`, checked, waiting to run on PostgreSQL alone or with others of its customer."""
+    """One call of `debit`, checked, waiting to run on PostgreSQL alone or with others of its customer.
+
+    `request` is what its idempotency key fingerprints, the customer included.
+    """
 
     engine: Engine
     creator_id: int
@@ -664,28 +666,14 @@ class _Debit:
 
 def _run_debits(debits: list[_Debit]) -> list[dict[str, Any] | None]:
     """The committed outcome of each debit (all of one customer), or None where the general path must decide."""
-    if len(debits) > 1:
-        return _debit_together(debits)
-    debit = debits[0]
-    return [
-        _debit_in_two_statements(
-            debit.engine,
-            creator_id=debit.creator_id,
-            customer_id=debit.customer_id,
-            request=debit.request,
-            cause=debit.cause,
-            amount=debit.amount,
-        )
-    ]
+    return _debit_together(debits) if len(debits) > 1 else [_debit_in_two_statements(debits[0])]
 
 
 # Debits of one customer that arrive while another is running wait, then run together (see `coalescing`).
 _DEBITS: Coalescer[_Debit, dict[str, Any] | None] = Coalescer(_run_debits)
 
 
-def _debit_in_two_statements(
-    engine: Engine, *, creator_id: int, customer_id: int, request: dict[str, Any], cause: _Cause, amount: int
-) -> dict[str, Any] | None:
+def _debit_in_two_statements(debit: _Debit) -> dict[str, Any] | None:
     """`debit` in two statements and a commit, for the API's hot path: the rules of `_change_credits`.
 
     The first statement claims the idempotency key and locks the customer; the second (which, under
@@ -695,38 +683,45 @@ def _debit_in_two_statements(
     or None after changing nothing when the general path must decide: no such customer, a key used
     before, or a lot due to expire.
     """
+    creator_id, customer_id, amount, cause = debit.creator_id, debit.customer_id, debit.amount, debit.cause
     key = cause.idempotency_key
     parameters = {"debit_creator_id": creator_id, "debit_customer_id": customer_id, "debit_amount": amount}
     if key is not None:
-        request = {**request, "customer_id": customer_id}
-        parameters |= idempotency.claim_parameters(creator_id=creator_id, key=key, request=request, now=cause.now)
+        parameters |= idempotency.claim_parameters(creator_id=creator_id, key=key, request=debit.request, now=cause.now)
     lock, spend = _debit_statements(with_key=key is not None)
-    with engine.begin() as connection:
+    with debit.engine.begin() as connection:
         customer = connection.execute(lock, parameters).first()
         if customer is None or _has_due_lots(customer, cause.now):
             connection.rollback()
             return None
-        try:
-            ensure_active(customer)
-            if amount > customer.balance:
-                raise _insufficient(customer.balance, amount)
-        except (InsufficientCredits, CustomerSuspended) as refusal:
-            outcome = _refusal_outcome(refusal)
+        refusal = _refusal_of(customer, balance=customer.balance, amount=amount)
+        if refusal is not None:
             if key is not None:
                 connection.execute(
                     idempotency.REMEMBER,
-                    idempotency.remember_parameters(creator_id=creator_id, key=key, outcome=outcome),
+                    idempotency.remember_parameters(creator_id=creator_id, key=key, outcome=refusal),
                 )
-            return outcome
+            return refusal
         balance_after = customer.balance - amount
         fields = _entry_fields(creator_id, customer_id, delta=-amount, balance_after=balance_after, cause=cause)
         parameters |= {f"entry_{column}": value for column, value in fields.items()}
-        parameters |= {"debit_balance_after": balance_after, "debit_now": cause.now}
+        parameters |= {"move_customer_id": customer_id, "move_balance": balance_after, "move_now": cause.now}
         parameters |= {"remember_creator_id": creator_id, "remember_key": key}
         parameters["debit_created_at_text"] = cause.now.isoformat()
         entry_id, lot_id = connection.execute(spend, parameters).one()
     result = LedgerResult(entry_id, customer_id, cause.kind, -amount, balance_after, lot_id, cause.now)
     return {"result": result.to_json()}
+
+
+def _refusal_of(customer: Row, *, balance: int, amount: int) -> dict[str, Any] | None:
+    """The refusal outcome of spending `amount` from a locked customer holding `balance`, or None if it may."""
+    try:
+        ensure_active(customer)
+        if amount > balance:
+            raise _insufficient(balance, amount)
+    except (InsufficientCredits, CustomerSuspended) as refusal:
+        return _refusal_outcome(refusal)
+    return None
 
 
 # The columns of a ledger entry that a `LedgerResult` repeats as they are (it adds `entry_id`, `lot_id` and the time).
@@ -758,13 +753,7 @@ def _debit_statements(*, with_key: bool) -> tuple[Select, Select]:
         .returning(CreditLot.id)
         .cte("spent")
     )
-    moved = (
-        update(Customer)
-        .where(Customer.id == bindparam("debit_customer_id"))
-        .values(balance=bindparam("debit_balance_after"), updated_at=bindparam("debit_now"))
-        .returning(Customer.id)
-        .cte("moved")
-    )
+    moved = _MOVE_BALANCE.returning(Customer.id).cte("moved")
     single_lot = select(case((func.count() == 1, func.min(taken.c.id)))).select_from(taken).scalar_subquery()
     entry = (
         insert(LedgerEntry)
@@ -799,18 +788,9 @@ def _debit_together(debits: list[_Debit]) -> list[dict[str, Any] | None]:
     engine, creator_id, customer_id = debits[0].engine, debits[0].creator_id, debits[0].customer_id
     now = max(debit.cause.now for debit in debits)
     outcomes: list[dict[str, Any] | None] = [None] * len(debits)
-    claims = {
-        index: idempotency.claim_parameters(
-            creator_id=creator_id,
-            key=debit.cause.idempotency_key,
-            request={**debit.request, "customer_id": customer_id},
-            now=debit.cause.now,
-        )
-        for index, debit in enumerate(debits)
-        if debit.cause.idempotency_key is not None
-    }
+    claims = [(d.cause.idempotency_key, d.request, d.cause.now) for d in debits if d.cause.idempotency_key is not None]
     with engine.begin() as connection:
-        claimed = idempotency.claim_all(connection, list(claims.values())) if claims else set()
+        claimed = idempotency.claim_all(connection, creator_id=creator_id, claims=claims) if claims else set()
         running = []
         for index, debit in enumerate(debits):
             key = debit.cause.idempotency_key
@@ -824,15 +804,10 @@ def _debit_together(debits: list[_Debit]) -> list[dict[str, Any] | None]:
             return outcomes
         balance, spends = customer.balance, []
         for index in running:
-            try:
-                ensure_active(customer)
-                if debits[index].amount > balance:
-                    raise _insufficient(balance, debits[index].amount)
-            except (InsufficientCredits, CustomerSuspended) as refusal:
-                outcomes[index] = _refusal_outcome(refusal)
-                continue
-            balance -= debits[index].amount
-            spends.append((index, balance))
+            outcomes[index] = _refusal_of(customer, balance=balance, amount=debits[index].amount)
+            if outcomes[index] is None:
+                balance -= debits[index].amount
+                spends.append((index, balance))
         if spends:
             lots = connection.execute(_lots_to_take(customer_id, customer.balance - balance)).all()
             connection.execute(_TAKE_FROM_LOT, [{"lot_id": lot_id, "take": take} for lot_id, take in lots])
@@ -853,9 +828,7 @@ def _debit_together(debits: list[_Debit]) -> list[dict[str, Any] | None]:
                 }
                 for (index, after), lot_id in zip(spends, lot_ids, strict=True)
             ]
-            entry_ids = connection.execute(
-                insert(LedgerEntry).returning(LedgerEntry.id, sort_by_parameter_order=True), entries
-            ).scalars()
+            entry_ids = connection.execute(_INSERT_ENTRIES, entries).scalars()
             for (index, after), lot_id, entry_id in zip(spends, lot_ids, entry_ids, strict=True):
                 debit = debits[index]
                 result = LedgerResult(entry_id, customer_id, "debit", -debit.amount, after, lot_id, debit.cause.now)
@@ -898,6 +871,7 @@ _MOVE_BALANCE = (
     .where(Customer.id == bindparam("move_customer_id"))
     .values(balance=bindparam("move_balance"), updated_at=bindparam("move_now"))
 )
+_INSERT_ENTRIES = insert(LedgerEntry).returning(LedgerEntry.id, sort_by_parameter_order=True)
 
 
 def _json_object(**fields: ColumnElement[Any]) -> ColumnElement[Any]:
