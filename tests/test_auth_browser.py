@@ -138,6 +138,7 @@ def test_signing_out_in_one_tab_signs_out_every_tab(page: Page, app_engine: Engi
 def test_account_settings_change_name_and_password(page: Page) -> None:
     page.goto("/register")
     email = register(page, name="Old Name")
+    expect(page).to_have_url(re.compile(r"/dashboard/?$"))  # signed in before leaving the page
     page.goto("/account")
     page.get_by_label("Name").fill("New Name")
     page.get_by_role("button", name="Save name").click()
