@@ -151,6 +151,10 @@ class Purchase(SQLModel, table=True):
     credits: int = Field(sa_column=Column(BigInteger, nullable=False))
     stripe_session_id: str = Field(max_length=255, unique=True)
     stripe_payment_intent_id: str | None = Field(default=None, max_length=255, index=True)
+    # The connected account the session was created on (platform mode); None for the instance's own account.
+    stripe_account_id: str | None = Field(default=None, max_length=255)
+    # The platform's application fee on this sale, in the purchase's minor units (0 outside platform mode).
+    platform_fee: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
     status: str = Field(default="pending", max_length=16)
     created_at: datetime = Field(default_factory=utcnow)
     paid_at: datetime | None = None
@@ -229,6 +233,30 @@ class ApiKey(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+
+
+class ConnectedAccount(SQLModel, table=True):
+    """A creator's own Stripe account in platform mode (Stripe Connect, Express), as Stripe last described it.
+
+    One per creator, created once: the creator's sales are direct charges on it. The flags and what
+    Stripe still asks for follow `account.updated` events and re-reads when the creator returns from onboarding.
+    """
+
+    __tablename__ = "connected_account"
+
+    id: int | None = Field(default=None, primary_key=True)
+    creator_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("user.id", ondelete="RESTRICT"), nullable=False, unique=True)
+    )
+    stripe_account_id: str = Field(max_length=255, unique=True)
+    charges_enabled: bool = False
+    payouts_enabled: bool = False
+    details_submitted: bool = False
+    # What Stripe still needs (its `requirements.currently_due` and `past_due`), as a JSON list of field names.
+    requirements: str = Field(default="[]", sa_column=Column(Text, nullable=False, server_default="[]"))
+    disabled_reason: str | None = Field(default=None, max_length=255)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 class StripeEvent(SQLModel, table=True):

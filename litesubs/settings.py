@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse
@@ -11,6 +12,7 @@ from urllib.parse import urlparse
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = f"sqlite:///{REPO_ROOT / 'litesubs.db'}"
 DEFAULT_BASE_URL = "http://localhost:3000"
+MAXIMUM_PLATFORM_FEE_PERCENT = Decimal(50)
 
 
 class SettingsError(ValueError):
@@ -25,11 +27,20 @@ class Settings:
     stripe_webhook_secret: str | None
     stripe_api_base: str | None
     redis_url: str | None
+    # Platform set-up (Stripe Connect): each creator is paid on a connected account of their own.
+    stripe_connect: bool = False
+    # The platform's share of each sale in platform mode, in percent (0 to 50, at most two decimals).
+    platform_fee_percent: Decimal = Decimal(0)
 
     @property
     def test_mode(self) -> bool:
         """Without a Stripe key, payments run in the in-app test mode."""
         return self.stripe_secret_key is None
+
+    @property
+    def platform_mode(self) -> bool:
+        """Stripe Connect: sales are direct charges on each creator's connected account."""
+        return self.stripe_connect and not self.test_mode
 
 
 def _optional(environ: dict[str, str], name: str) -> str | None:
@@ -53,6 +64,30 @@ def _check_database_url(value: str) -> str:
     raise SettingsError(f"DATABASE_URL must start with sqlite:// or postgresql://, got {value!r}")
 
 
+def _check_flag(name: str, value: str | None) -> bool:
+    if value is None or value.lower() in ("0", "false", "no", "off"):
+        return False
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    raise SettingsError(f"{name} must be 1 or 0, got {value!r}")
+
+
+def _check_fee_percent(value: str | None) -> Decimal:
+    """LITESUBS_PLATFORM_FEE_PERCENT: a number from 0 to 50 with at most two decimals (default 0)."""
+    if value is None:
+        return Decimal(0)
+    problem = f"LITESUBS_PLATFORM_FEE_PERCENT must be a number from 0 to 50 with at most two decimals, got {value!r}"
+    try:
+        percent = Decimal(value.removesuffix("%").strip())
+    except InvalidOperation:
+        raise SettingsError(problem) from None
+    if not percent.is_finite() or not 0 <= percent <= MAXIMUM_PLATFORM_FEE_PERCENT:
+        raise SettingsError(problem)
+    if percent != percent.quantize(Decimal("0.01")):
+        raise SettingsError(problem)
+    return percent
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Read the settings from `environ` (default: the process environment)."""
     env = dict(os.environ if environ is None else environ)
@@ -62,6 +97,12 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         raise SettingsError("STRIPE_SECRET_KEY must be a Stripe secret key starting with sk_ or rk_")
     if stripe_secret_key and not stripe_webhook_secret:
         raise SettingsError("STRIPE_WEBHOOK_SECRET is required when STRIPE_SECRET_KEY is set (whsec_...)")
+    stripe_connect = _check_flag("STRIPE_CONNECT", _optional(env, "STRIPE_CONNECT"))
+    if stripe_connect and not stripe_secret_key:
+        raise SettingsError("STRIPE_CONNECT=1 needs STRIPE_SECRET_KEY, the secret key of your Stripe Connect platform")
+    platform_fee_percent = _check_fee_percent(_optional(env, "LITESUBS_PLATFORM_FEE_PERCENT"))
+    if platform_fee_percent and not stripe_connect:
+        raise SettingsError("LITESUBS_PLATFORM_FEE_PERCENT applies only in platform mode: set STRIPE_CONNECT=1 too")
     api_base = _optional(env, "STRIPE_API_BASE")
     redis_url = _optional(env, "REDIS_URL")
     if redis_url and urlparse(redis_url).scheme not in ("redis", "rediss", "unix"):
@@ -73,6 +114,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         stripe_webhook_secret=stripe_webhook_secret,
         stripe_api_base=_check_http_url("STRIPE_API_BASE", api_base) if api_base else None,
         redis_url=redis_url,
+        stripe_connect=stripe_connect,
+        platform_fee_percent=platform_fee_percent,
     )
 
 

@@ -22,6 +22,7 @@ from sqlmodel import Session, select
 from litesubs import routes
 from litesubs.db import read_session, write_session
 from litesubs.models import Customer, Pack, Purchase, User, utcnow
+from litesubs.payments import connect
 from litesubs.payments.fulfilment import TEST_MODE_SESSION_PREFIX, fulfil_checkout
 from litesubs.payments.stripe_gateway import create_checkout_session, retrieve_checkout_session
 from litesubs.services.customers import SUSPENDED
@@ -69,6 +70,8 @@ def _refusal(*, buyer_id: int | None, pack: PublicPack, engine: Engine | None) -
         return PackUnavailable("This pack is not on sale right now.")
     if pack.status == "expired":
         return PackUnavailable("This pack has expired, so it can no longer be bought.")
+    if not connect.creator_can_sell(creator_id=pack.creator_id, engine=engine):
+        return PackUnavailable(connect.CANNOT_SELL_YET)
     if buyer_id is None:
         return None
     if buyer_id == pack.creator_id:
@@ -98,17 +101,29 @@ def start_checkout(*, buyer_id: int, public_id: str, engine: Engine | None = Non
     if refusal is not None:
         raise refusal
     settings = get_settings()
+    with read_session(engine) as session:
+        account = connect.charge_account_of(session, offer.creator_id)
+    charge = _Charge(account, fee=connect.platform_fee(offer.price_amount))
     if settings.test_mode:
         session_id = TEST_MODE_SESSION_PREFIX + secrets.token_urlsafe(24)
         url = f"{settings.base_url}{routes.CHECKOUT}/{session_id}"
     else:
-        checkout = _stripe_checkout(offer, buyer_id=buyer_id, engine=engine)
+        checkout = _stripe_checkout(offer, buyer_id=buyer_id, charge=charge, engine=engine)
         session_id, url = checkout["id"], checkout["url"]
-    _record_pending_purchase(engine, offer, buyer_id=buyer_id, session_id=session_id)
+    _record_pending_purchase(engine, offer, buyer_id=buyer_id, session_id=session_id, charge=charge)
     return url
 
 
-def _stripe_checkout(offer: PublicPack, *, buyer_id: int, engine: Engine | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Charge:
+    """Where a sale is charged: the creator's connected account in platform mode (None: the instance's own),
+    and the platform's fee on it in minor units."""
+
+    account: str | None
+    fee: int = 0
+
+
+def _stripe_checkout(offer: PublicPack, *, buyer_id: int, charge: _Charge, engine: Engine | None) -> dict[str, Any]:
     base_url = get_settings().base_url
     with read_session(engine) as session:
         buyer = session.get(User, buyer_id)
@@ -124,10 +139,14 @@ def _stripe_checkout(offer: PublicPack, *, buyer_id: int, engine: Engine | None)
         pack_public_id=offer.public_id,
         success_url=f"{base_url}{routes.CHECKOUT_SUCCESS}?session_id={{CHECKOUT_SESSION_ID}}",
         cancel_url=f"{base_url}{routes.BUY}/{offer.public_id}",
+        stripe_account=charge.account,
+        application_fee_amount=charge.fee or None,
     )
 
 
-def _record_pending_purchase(engine: Engine | None, offer: PublicPack, *, buyer_id: int, session_id: str) -> None:
+def _record_pending_purchase(
+    engine: Engine | None, offer: PublicPack, *, buyer_id: int, session_id: str, charge: _Charge
+) -> None:
     """The purchase on the terms the buyer was shown (and Stripe charges), pending until fulfilment."""
     with write_session(engine) as session:
         pack_id = session.exec(select(Pack.id).where(Pack.public_id == offer.public_id)).one()
@@ -140,6 +159,8 @@ def _record_pending_purchase(engine: Engine | None, offer: PublicPack, *, buyer_
                 currency=offer.currency,
                 credits=offer.credits,
                 stripe_session_id=session_id,
+                stripe_account_id=charge.account,
+                platform_fee=charge.fee,
             )
         )
 
@@ -152,16 +173,25 @@ def fulfil_session_id(
 ) -> CheckoutSummary:
     """For the success page: settle the buyer's checkout if it is paid, then show it with the new balance.
 
-    Stripe mode retrieves the session from Stripe (never trusting the URL beyond its id) and
-    fulfils it, so credits arrive even before the webhook. Test mode only reads our purchase:
-    there, credits come from the Pay button.
+    Stripe mode retrieves the session from Stripe (never trusting the URL beyond its id), from the
+    account it was created on, and fulfils it, so credits arrive even before the webhook. Test mode
+    only reads our purchase: there, credits come from the Pay button.
     """
     if not get_settings().test_mode:
-        checkout = retrieve_checkout_session(session_id)
+        checkout = retrieve_checkout_session(session_id, stripe_account=_account_charged(engine, buyer_id, session_id))
         if str((checkout.get("metadata") or {}).get("buyer_id")) != str(buyer_id):
             raise NotFound(NO_SUCH_CHECKOUT)
         fulfil_checkout(checkout, engine=engine, now=now)
     return _summary(engine, buyer_id=buyer_id, session_id=session_id, now=now)
+
+
+def _account_charged(engine: Engine | None, buyer_id: int, session_id: str) -> str | None:
+    """The connected account the buyer's checkout was created on (None: the instance's own account)."""
+    statement = select(Purchase.stripe_account_id).where(
+        Purchase.stripe_session_id == session_id, Purchase.buyer_id == buyer_id
+    )
+    with read_session(engine) as session:
+        return session.exec(statement).first()
 
 
 def get_test_checkout(

@@ -8,6 +8,7 @@ with it, so Stripe's retry is processed rather than swallowed.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -18,17 +19,21 @@ from sqlmodel import Session
 
 from litesubs.db import write_session
 from litesubs.models import StripeEvent, utcnow
+from litesubs.payments.connect import account_updated_in_session, event_is_from_its_account
 from litesubs.payments.fulfilment import (
     fulfil_checkout_in_session,
     mark_failed_in_session,
     refund_charge_in_session,
 )
 
+logger = logging.getLogger(__name__)
+
 HANDLERS = {
     "checkout.session.completed": fulfil_checkout_in_session,
     "checkout.session.async_payment_succeeded": fulfil_checkout_in_session,
     "checkout.session.async_payment_failed": mark_failed_in_session,
     "charge.refunded": refund_charge_in_session,
+    "account.updated": account_updated_in_session,
 }
 
 
@@ -41,6 +46,11 @@ def handle_event(event: Mapping[str, Any], *, engine: Engine | None = None, now:
     with write_session(engine) as session:
         if not _record_event(session, event, now=now):
             return "duplicate"
+        if not event_is_from_its_account(session, event):
+            logger.warning(
+                "Event %s from account %s is not about that account's sales; ignored", event["id"], event.get("account")
+            )
+            return "other_account"
         return handler(session, event["data"]["object"], now=now).outcome
 
 

@@ -27,6 +27,7 @@ from sqlmodel import Session, select
 
 from litesubs.db import write_session
 from litesubs.models import CreditLot, Customer, Pack, Purchase, User, utcnow
+from litesubs.payments.connect import charge_account_of, platform_fee
 from litesubs.services.customers import SUSPENDED, get_or_create_customer_in_session
 from litesubs.services.ledger import Actor, grant_in_session, lock_customer, take_back_lot
 
@@ -80,7 +81,7 @@ def fulfil_checkout_in_session(session: Session, checkout: Mapping[str, Any], *,
     purchase = _purchase_of_session(session, checkout["id"])
     if purchase is not None and purchase.status in (PAID, REFUNDED, MISMATCH):
         return FulfilmentResult("already_fulfilled", purchase.id)
-    purchase = purchase or _new_purchase(order, checkout["id"])
+    purchase = purchase or _new_purchase(session, order, checkout["id"])
     purchase.customer_id = customer.id
     purchase.stripe_payment_intent_id = _id_of(checkout.get("payment_intent"))
     problem = _why_not_grantable(checkout, purchase, order.pack, customer, now=now)
@@ -201,9 +202,10 @@ def _purchase_of_payment(session: Session, payment_intent_id: str | None) -> Pur
     return session.exec(statement.execution_options(populate_existing=True)).first()
 
 
-def _new_purchase(order: _Order, session_id: str) -> Purchase:
+def _new_purchase(session: Session, order: _Order, session_id: str) -> Purchase:
     """The purchase row for a paid session whose pending row is missing (checkout start failed after Stripe)."""
     pack = order.pack
+    account = charge_account_of(session, pack.creator_id)
     return Purchase(
         creator_id=pack.creator_id,
         buyer_id=order.buyer_id,
@@ -212,6 +214,8 @@ def _new_purchase(order: _Order, session_id: str) -> Purchase:
         currency=pack.currency,
         credits=pack.credits,
         stripe_session_id=session_id,
+        stripe_account_id=account,
+        platform_fee=platform_fee(pack.price_amount) if account else 0,
     )
 
 

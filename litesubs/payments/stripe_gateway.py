@@ -1,17 +1,20 @@
-"""Stripe through the official SDK: Checkout Sessions and webhook signatures, nothing else.
+"""Stripe through the official SDK: Checkout Sessions, Connect accounts and webhook signatures, nothing else.
 
 Everything returned is plain data (dicts), so fulfilment never depends on SDK object types.
 `STRIPE_API_BASE`, when set, points the client at another Stripe-compatible server (the tests' one).
+In platform mode a creator's Checkout Sessions live on their connected account: the calls take
+`stripe_account`, which the SDK sends as the `Stripe-Account` header (None: the instance's own account).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
 import stripe
 
-from litesubs.services.errors import InvalidSignature, NotFound, PaymentUnavailable
+from litesubs.services.errors import ConnectUnavailable, InvalidSignature, NotFound, PaymentUnavailable
 from litesubs.settings import Settings, get_settings
 
 
@@ -39,9 +42,15 @@ def create_checkout_session(
     pack_public_id: str,
     success_url: str,
     cancel_url: str,
+    stripe_account: str | None = None,
+    application_fee_amount: int | None = None,
 ) -> dict[str, Any]:
-    """A one-off payment Checkout Session for one pack; the pack and buyer travel in its metadata."""
-    params = {
+    """A one-off payment Checkout Session for one pack; the pack and buyer travel in its metadata.
+
+    With `stripe_account`, a direct charge on that connected account, the platform taking
+    `application_fee_amount` (minor units) of it when given.
+    """
+    params: dict[str, Any] = {
         "mode": "payment",
         "line_items": [
             {
@@ -59,22 +68,74 @@ def create_checkout_session(
         "success_url": success_url,
         "cancel_url": cancel_url,
     }
+    if application_fee_amount:
+        params["payment_intent_data"] = {"application_fee_amount": application_fee_amount}
     try:
-        return stripe_client().v1.checkout.sessions.create(params).to_dict()
+        return stripe_client().v1.checkout.sessions.create(params, _on(stripe_account)).to_dict()
     except stripe.StripeError as error:
         raise PaymentUnavailable() from error
 
 
-def retrieve_checkout_session(session_id: str) -> dict[str, Any]:
-    """The session as Stripe has it now; `NotFound` when Stripe does not know it."""
+def retrieve_checkout_session(session_id: str, *, stripe_account: str | None = None) -> dict[str, Any]:
+    """The session as Stripe has it now, read from the account it was created on; `NotFound` if Stripe lacks it."""
     try:
-        return stripe_client().v1.checkout.sessions.retrieve(session_id).to_dict()
+        return stripe_client().v1.checkout.sessions.retrieve(session_id, None, _on(stripe_account)).to_dict()
     except stripe.InvalidRequestError as error:
         if error.code == "resource_missing":
             raise NotFound("This checkout does not exist.") from error
         raise PaymentUnavailable() from error
     except stripe.StripeError as error:
         raise PaymentUnavailable() from error
+
+
+def _on(stripe_account: str | None) -> stripe.RequestOptions:
+    """Request options addressing a connected account (the `Stripe-Account` header), or the platform itself."""
+    return {"stripe_account": stripe_account} if stripe_account else {}
+
+
+# --- Connect (platform mode) ------------------------------------------------------------------
+
+
+def create_express_account(*, email: str, creator_id: int) -> dict[str, Any]:
+    """A new Express connected account for a creator, able to take card payments and receive payouts."""
+    params = {
+        "type": "express",
+        "email": email,
+        "capabilities": {"card_payments": {"requested": True}, "transfers": {"requested": True}},
+        "metadata": {"litesubs_creator_id": str(creator_id)},
+    }
+    return _connect_call(lambda client: client.v1.accounts.create(params))
+
+
+def retrieve_account(stripe_account: str) -> dict[str, Any]:
+    """The connected account as Stripe describes it now."""
+    return _connect_call(lambda client: client.v1.accounts.retrieve(stripe_account))
+
+
+def create_onboarding_link(*, stripe_account: str, refresh_url: str, return_url: str) -> str:
+    """The URL of Stripe's hosted onboarding for the account (single use, valid for a few minutes)."""
+    params = {
+        "account": stripe_account,
+        "type": "account_onboarding",
+        "refresh_url": refresh_url,
+        "return_url": return_url,
+    }
+    return _connect_call(lambda client: client.v1.account_links.create(params))["url"]
+
+
+def create_dashboard_link(stripe_account: str) -> str:
+    """A single-use sign-in URL for the creator's Stripe Express dashboard."""
+    return _connect_call(lambda client: client.v1.accounts.login_links.create(stripe_account))["url"]
+
+
+def _connect_call(call: Callable[[stripe.StripeClient], stripe.StripeObject]) -> dict[str, Any]:
+    """Run one Connect request; Stripe's refusal or silence becomes `ConnectUnavailable` with Stripe's reason."""
+    try:
+        return call(stripe_client()).to_dict()
+    except stripe.StripeError as error:
+        reason = error.user_message or (error.error.message if error.error else None) or "Stripe did not answer"
+        reason = reason.rstrip(".")
+        raise ConnectUnavailable(f"Stripe could not complete this: {reason}. Nothing changed; try again.") from error
 
 
 def verify_event(*, payload: bytes, signature: str | None, settings: Settings | None = None) -> dict[str, Any]:

@@ -108,3 +108,11 @@ class InvalidSignature(DomainError):
     code = "invalid_signature"
     status = 400
     default_message = "The Stripe-Signature header is missing, wrong or too old."
+
+
+class ConnectUnavailable(DomainError):
+    """Stripe refused or did not answer a Connect request (connecting, onboarding, the Express dashboard)."""
+
+    code = "connect_unavailable"
+    status = 503
+    default_message = "Stripe could not be reached. Nothing changed; try again in a minute."

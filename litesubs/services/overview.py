@@ -12,6 +12,8 @@ from litesubs.db import read_session
 from litesubs.models import Customer, LedgerEntry, Pack, Purchase, utcnow
 
 CHART_DAYS = 30
+# What a sale earns its creator: the price paid, less the platform's fee (platform mode; 0 otherwise).
+EARNED = Purchase.amount - Purchase.platform_fee
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,7 @@ class DailyRevenue:
 
 @dataclass(frozen=True)
 class Overview:
-    revenue: dict[str, int]  # currency -> minor units, largest first
+    revenue: dict[str, int]  # currency -> minor units earned after the platform fee, largest first
     packs_sold: int
     active_customers: int
     customers: int
@@ -38,10 +40,10 @@ def creator_overview(*, creator_id: int, engine: Engine | None = None, now: date
     paid = (Purchase.creator_id == creator_id) & (Purchase.status == "paid")
     with read_session(engine) as session:
         revenue_rows = session.exec(
-            select(Purchase.currency, func.sum(Purchase.amount), func.count(), func.sum(Purchase.credits))
+            select(Purchase.currency, func.sum(EARNED), func.count(), func.sum(Purchase.credits))
             .where(paid)
             .group_by(Purchase.currency)
-            .order_by(func.sum(Purchase.amount).desc())
+            .order_by(func.sum(EARNED).desc())
         ).all()
         customers, active_customers = session.exec(
             select(func.count(), func.count().filter((Customer.balance > 0) & (Customer.status == "active"))).where(
@@ -74,7 +76,7 @@ def _daily_revenue(session: Session, creator_id: int, code: str, now: datetime) 
     start = (now - timedelta(days=CHART_DAYS - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
     day = func.date(Purchase.paid_at)
     rows = session.exec(
-        select(day, func.sum(Purchase.amount))
+        select(day, func.sum(EARNED))
         .where(
             Purchase.creator_id == creator_id,
             Purchase.status == "paid",

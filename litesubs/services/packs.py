@@ -117,10 +117,12 @@ def set_pack_active(*, creator_id: int, pack_id: int, active: bool, engine: Engi
 
 
 def list_packs(*, creator_id: int, engine: Engine | None = None, now: datetime | None = None) -> list[PackSummary]:
-    """The creator's packs, newest first, each with paid sales and revenue."""
+    """The creator's packs, newest first, each with paid sales and revenue (after the platform fee, if any)."""
     sales = (
         select(
-            Purchase.pack_id, func.count().label("sold"), func.coalesce(func.sum(Purchase.amount), 0).label("revenue")
+            Purchase.pack_id,
+            func.count().label("sold"),
+            func.coalesce(func.sum(Purchase.amount - Purchase.platform_fee), 0).label("revenue"),
         )
         .where(Purchase.creator_id == creator_id, Purchase.status == "paid")
         .group_by(Purchase.pack_id)
