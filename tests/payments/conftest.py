@@ -23,7 +23,10 @@ from tests.stripe_server import FakeStripe, start_stripe_server
 BASE_URL = "http://litesubs.test"
 API_KEY = "sk_test_litesubs"
 WEBHOOK_SECRET = "whsec_litesubs_test"
+CONNECT_WEBHOOK_SECRET = "whsec_litesubs_connect_test"
 STRIPE_VARIABLES = ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE")
+PLATFORM_VARIABLES = ("STRIPE_CONNECT", "LITESUBS_PLATFORM_FEE_PERCENT")
+PLATFORM_FEE_PERCENT = "12.5"
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +49,7 @@ def webhook_url(api_url: str) -> str:
 
 
 def _configure(monkeypatch: pytest.MonkeyPatch, variables: dict[str, str]) -> Settings:
-    for name in STRIPE_VARIABLES:
+    for name in STRIPE_VARIABLES + PLATFORM_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
@@ -72,6 +75,25 @@ def stripe_mode(monkeypatch: pytest.MonkeyPatch, database_url: str, fake_stripe:
             "STRIPE_SECRET_KEY": API_KEY,
             "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "STRIPE_API_BASE": fake_stripe.base_url,
+        },
+    )
+    _forget_configuration()
+
+
+@pytest.fixture
+def platform_mode(monkeypatch: pytest.MonkeyPatch, database_url: str, fake_stripe: FakeStripe) -> Iterator[Settings]:
+    """Platform mode (Stripe Connect) against the fake server: the account endpoint's and the Connect endpoint's
+    webhook secrets both accepted, a 12.5 % platform fee."""
+    yield _configure(
+        monkeypatch,
+        {
+            "DATABASE_URL": database_url,
+            "LITESUBS_BASE_URL": BASE_URL,
+            "STRIPE_SECRET_KEY": API_KEY,
+            "STRIPE_WEBHOOK_SECRET": f"{WEBHOOK_SECRET},{CONNECT_WEBHOOK_SECRET}",
+            "STRIPE_API_BASE": fake_stripe.base_url,
+            "STRIPE_CONNECT": "1",
+            "LITESUBS_PLATFORM_FEE_PERCENT": PLATFORM_FEE_PERCENT,
         },
     )
     _forget_configuration()
