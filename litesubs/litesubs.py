@@ -14,6 +14,7 @@ from litesubs.pages.customers import customer_page, customers_page
 from litesubs.pages.dashboard import dashboard_page
 from litesubs.pages.landing import landing
 from litesubs.pages.packs import packs_page
+from litesubs.pages.payouts import payouts_page
 from litesubs.startup import migrate_on_start, settings_or_exit
 from litesubs.state.api_keys import ApiKeysState
 from litesubs.state.auth import AccountSettingsState, AuthFormState
@@ -21,6 +22,7 @@ from litesubs.state.buying import BuyState, CheckoutSuccessState, TestCheckoutSt
 from litesubs.state.customers import CustomersState, CustomerState
 from litesubs.state.dashboard import DashboardState
 from litesubs.state.packs import PacksState
+from litesubs.state.payouts import PayoutsState
 from litesubs.state.session import SessionState
 
 settings_or_exit()
@@ -46,6 +48,7 @@ app.add_page(customers_page, route=routes.CUSTOMERS, title="Customers · Litesub
 app.add_page(
     customer_page, route=routes.CUSTOMERS + "/[customer_id]", title="Customer · Litesubs", on_load=CustomerState.load
 )
+app.add_page(payouts_page, route=routes.PAYOUTS, title="Get paid · Litesubs", on_load=PayoutsState.load)
 app.add_page(api_keys_page, route=routes.API_KEYS, title="API keys · Litesubs", on_load=ApiKeysState.load)
 app.add_page(wallet_page, route=routes.WALLET, title="Wallet · Litesubs", on_load=WalletState.load)
 app.add_page(buy_page, route=routes.BUY + "/[public_id]", title="Buy credits · Litesubs", on_load=BuyState.load)

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from decimal import Decimal
 
 import pytest
 
@@ -58,3 +59,72 @@ def test_a_bad_value_stops_start_up_with_one_line_and_no_traceback() -> None:
         "got 'not a url'"
     ]
     assert "Traceback" not in result.stderr
+
+
+def test_platform_mode_needs_the_platforms_key_and_takes_a_fee() -> None:
+    stripe = {"STRIPE_SECRET_KEY": "sk_test_1", "STRIPE_WEBHOOK_SECRET": "whsec_1,whsec_2"}
+    single_business = load_settings(stripe)
+    assert (single_business.platform_mode, single_business.platform_fee_percent) == (False, Decimal(0))
+    platform = load_settings({**stripe, "STRIPE_CONNECT": "1", "LITESUBS_PLATFORM_FEE_PERCENT": "2.5"})
+    assert (platform.platform_mode, platform.platform_fee_percent) == (True, Decimal("2.5"))
+    assert load_settings({**stripe, "STRIPE_CONNECT": "1"}).platform_fee_percent == Decimal(0)
+    assert load_settings({**stripe, "STRIPE_CONNECT": "0"}).platform_mode is False
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"STRIPE_CONNECT": "1"}, "STRIPE_CONNECT=1 needs STRIPE_SECRET_KEY, the secret key of your Stripe Connect"),
+        ({"STRIPE_CONNECT": "maybe", "STRIPE_SECRET_KEY": "sk_test_1"}, "STRIPE_CONNECT must be 1 or 0, got 'maybe'"),
+        (
+            {"STRIPE_CONNECT": "1", "STRIPE_SECRET_KEY": "sk_test_1", "LITESUBS_PLATFORM_FEE_PERCENT": "50.5"},
+            "LITESUBS_PLATFORM_FEE_PERCENT must be a number from 0 to 50 with at most two decimals, got '50.5'",
+        ),
+        (
+            {"STRIPE_CONNECT": "1", "STRIPE_SECRET_KEY": "sk_test_1", "LITESUBS_PLATFORM_FEE_PERCENT": "-1"},
+            "LITESUBS_PLATFORM_FEE_PERCENT must be a number from 0 to 50",
+        ),
+        (
+            {"STRIPE_CONNECT": "1", "STRIPE_SECRET_KEY": "sk_test_1", "LITESUBS_PLATFORM_FEE_PERCENT": "2.555"},
+            "with at most two decimals, got '2.555'",
+        ),
+        (
+            {"STRIPE_CONNECT": "1", "STRIPE_SECRET_KEY": "sk_test_1", "LITESUBS_PLATFORM_FEE_PERCENT": "ten"},
+            "got 'ten'",
+        ),
+        (
+            {"STRIPE_CONNECT": "1", "STRIPE_SECRET_KEY": "sk_test_1", "LITESUBS_PLATFORM_FEE_PERCENT": "NaN"},
+            "got 'NaN'",
+        ),
+        (
+            {"STRIPE_SECRET_KEY": "sk_test_1", "LITESUBS_PLATFORM_FEE_PERCENT": "5"},
+            "LITESUBS_PLATFORM_FEE_PERCENT applies only in platform mode: set STRIPE_CONNECT=1 too",
+        ),
+    ],
+    ids=[
+        "connect-without-key",
+        "connect-not-a-flag",
+        "fee-too-high",
+        "fee-negative",
+        "fee-three-decimals",
+        "fee-word",
+        "fee-nan",
+        "fee-without-connect",
+    ],
+)
+def test_a_bad_platform_set_up_is_refused_with_a_clear_message(variables: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        load_settings({"STRIPE_WEBHOOK_SECRET": "whsec_1", **variables})
+
+
+def test_connect_without_a_key_stops_start_up_with_one_line() -> None:
+    env = {**os.environ, "STRIPE_CONNECT": "1"}
+    env.pop("STRIPE_SECRET_KEY", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "litesubs", "check-config"], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "litesubs: configuration error: STRIPE_CONNECT=1 needs STRIPE_SECRET_KEY, the secret key of your Stripe "
+        "Connect platform"
+    ]

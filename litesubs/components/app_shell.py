@@ -6,6 +6,7 @@ import reflex as rx
 
 from litesubs import routes
 from litesubs.components.shell import brand
+from litesubs.settings import get_settings
 from litesubs.state.session import SessionState
 
 NAV = [
@@ -13,6 +14,7 @@ NAV = [
     ("package", "Packs", routes.PACKS),
     ("users", "Customers", routes.CUSTOMERS),
     ("key-round", "API keys", routes.API_KEYS),
+    *([("banknote", "Get paid", routes.PAYOUTS)] if get_settings().platform_mode else []),
     ("wallet", "Wallet", routes.WALLET),
     ("settings", "Account", routes.SETTINGS),
 ]

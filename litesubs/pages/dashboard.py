@@ -59,7 +59,7 @@ def _chart() -> rx.Component:
 def _overview() -> rx.Component:
     return rx.vstack(
         rx.grid(
-            _stat_card("banknote", "Revenue", DashboardState.revenue, "paid, after refunds"),
+            _stat_card("banknote", "Revenue", DashboardState.revenue, DashboardState.revenue_note),
             _stat_card("shopping-bag", "Packs sold", DashboardState.packs_sold),
             _stat_card(
                 "users",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from litesubs import routes
 from litesubs.components.app_shell import app_page
 from litesubs.components.forms import field_error, text_field
 from litesubs.components.status import empty_state, status_badge, when_loaded
@@ -236,9 +237,26 @@ def _pack_card(pack: rx.Var) -> rx.Component:
     )
 
 
+def _sales_paused_notice() -> rx.Component:
+    return rx.cond(
+        PacksState.sales_paused != "",
+        rx.callout.root(
+            rx.callout.icon(rx.icon("circle-pause")),
+            rx.callout.text(
+                PacksState.sales_paused, " ", rx.link("Get paid", href=routes.PAYOUTS, weight="bold"), " →"
+            ),
+            color_scheme="amber",
+            role="status",
+            margin_bottom="1rem",
+            data_testid="sales-paused",
+        ),
+    )
+
+
 def packs_page() -> rx.Component:
     return app_page(
         "Packs",
+        _sales_paused_notice(),
         rx.cond(
             PacksState.packs.length() > 0,
             rx.grid(

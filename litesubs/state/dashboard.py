@@ -9,12 +9,14 @@ import reflex as rx
 from litesubs.formatting import format_count
 from litesubs.services.money import CURRENCIES, format_money
 from litesubs.services.overview import creator_overview
+from litesubs.settings import get_settings
 from litesubs.state.session import SessionState
 
 
 class DashboardState(SessionState):
     loaded: bool = False
     revenue: str = ""
+    revenue_note: str = "paid, after refunds"
     packs_sold: str = "0"
     active_customers: str = "0"
     customers: str = "0"
@@ -30,6 +32,9 @@ class DashboardState(SessionState):
         if user is None:
             return self._login_redirect()
         overview = creator_overview(creator_id=user.id)
+        self.revenue_note = (
+            "yours after the platform fee and refunds" if get_settings().platform_mode else "paid, after refunds"
+        )
         self.revenue = " · ".join(format_money(amount, code) for code, amount in overview.revenue.items()) or "$0.00"
         self.packs_sold = format_count(overview.packs_sold)
         self.active_customers = format_count(overview.active_customers)

@@ -6,6 +6,7 @@ import reflex as rx
 import segno
 
 from litesubs.formatting import format_count, input_date, last_valid_day
+from litesubs.payments import connect
 from litesubs.services import packs
 from litesubs.services.errors import DomainError, InvalidRequest, Unauthorized
 from litesubs.services.money import CURRENCIES, DEFAULT_CURRENCY, decimal_text, format_money
@@ -52,6 +53,8 @@ class PacksState(SessionState):
     field_errors: dict[str, str] = {}
     form_key: int = 0
     currencies: list[str] = list(CURRENCIES)
+    # Platform mode, account not ready: why buyers can't pay yet (empty when they can).
+    sales_paused: str = ""
 
     def _reload(self, creator_id: int) -> None:
         self.packs = [_row(summary) for summary in packs.list_packs(creator_id=creator_id)]
@@ -63,6 +66,7 @@ class PacksState(SessionState):
         if user is None:
             return self._login_redirect()
         self._reload(user.id)
+        self.sales_paused = connect.sales_pause_reason(creator_id=user.id) or ""
         if self.router.url.query_parameters.get("new") == "1" and not self.packs:
             self.open_create()
         return None
