@@ -4,6 +4,10 @@ The event id is inserted into `stripe_event` first, inside the transaction that 
 event. A redelivery finds the id (a concurrent one waits on the primary key until the first
 commits) and does nothing. If applying the event fails, the whole transaction rolls back, the id
 with it, so Stripe's retry is processed rather than swallowed.
+
+Before acting, `connect.event_is_from_its_account` checks the event came from the Stripe account its
+object belongs to (platform mode: the purchase's creator's connected account); otherwise the event
+is recorded and ignored (`other_account`).
 """
 
 from __future__ import annotations
