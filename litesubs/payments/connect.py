@@ -32,7 +32,7 @@ from litesubs import routes
 from litesubs.db import read_session, write_session
 from litesubs.models import ConnectedAccount, Pack, Purchase, User, utcnow
 from litesubs.payments import stripe_gateway
-from litesubs.services.errors import NotFound
+from litesubs.services.errors import ConnectUnavailable, NotFound
 from litesubs.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -111,6 +111,29 @@ def payout_setup(*, creator_id: int, engine: Engine | None = None) -> PayoutSetu
     _require_platform()
     with read_session(engine) as session:
         return _setup_of(_account_of(session, creator_id))
+
+
+def setup_for_page(
+    *, creator_id: int, back_from_stripe: bool = False, engine: Engine | None = None
+) -> tuple[PayoutSetup, str]:
+    """The set-up the Get paid page shows, and an error message ("" when none).
+
+    Re-read from Stripe when the creator comes back from onboarding or is not ready yet (a webhook
+    may be late); when Stripe does not answer, the last known set-up with Stripe's reason.
+    """
+    setup = payout_setup(creator_id=creator_id, engine=engine)
+    if setup.state == NOT_CONNECTED or (setup.state == READY and not back_from_stripe):
+        return setup, ""
+    try:
+        return refresh_from_stripe(creator_id=creator_id, engine=engine), ""
+    except ConnectUnavailable as error:
+        return setup, error.message
+
+
+def fee_note() -> str:
+    """What the platform keeps of each sale, in words for the creator ("" when nothing)."""
+    percent = get_settings().platform_fee_percent
+    return f"The platform keeps {percent.normalize():f}% of each sale; the rest is yours." if percent else ""
 
 
 def sales_pause_reason(*, creator_id: int, engine: Engine | None = None) -> str | None:

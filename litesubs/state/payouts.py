@@ -6,7 +6,6 @@ import reflex as rx
 
 from litesubs.payments import connect
 from litesubs.services.errors import DomainError, NotFound, Unauthorized
-from litesubs.settings import get_settings
 from litesubs.state.session import SessionState
 
 
@@ -32,21 +31,17 @@ class PayoutsState(SessionState):
             return self._login_redirect()
         self.error, self.busy = "", False
         onboarding = self.router.url.query_parameters.get("onboarding", "")
-        percent = get_settings().platform_fee_percent
-        self.fee_note = (
-            f"The platform keeps {percent.normalize():f} % of each sale; the rest is yours." if percent else ""
-        )
         try:
             if onboarding == "refresh":  # Stripe's link expired or was used: straight back with a new one
                 return rx.redirect(connect.start_onboarding(creator_id=user.id))
-            setup = connect.payout_setup(creator_id=user.id)
+            setup, self.error = connect.setup_for_page(creator_id=user.id, back_from_stripe=onboarding == "return")
             self._show(setup)
-            if onboarding == "return" or setup.state in (connect.DETAILS_NEEDED, connect.PAYOUTS_PAUSED):
-                self._show(connect.refresh_from_stripe(creator_id=user.id))
         except NotFound:
             self.state = "unavailable"
-        except DomainError as error:
+        except DomainError as error:  # the refresh link could not be renewed: show where things stand
             self.error = error.message
+            self._show(connect.payout_setup(creator_id=user.id))
+        self.fee_note = connect.fee_note()
         self.loaded = True
         return None
 

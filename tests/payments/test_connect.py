@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from reflex.state import State
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
@@ -24,6 +25,7 @@ from litesubs.services import accounts
 from litesubs.services.errors import ConnectUnavailable, NotFound, PackUnavailable
 from litesubs.services.overview import creator_overview
 from litesubs.services.packs import list_packs, public_pack
+from litesubs.state.payouts import PayoutsState
 from tests.conftest import create_user
 from tests.factories import make_pack
 from tests.invariants import assert_invariants
@@ -499,3 +501,57 @@ def test_a_creator_goes_from_sign_up_to_a_paid_sale_on_their_own_connected_accou
     with Session(engine) as session:
         recorded = session.exec(select(StripeEvent.id).where(StripeEvent.type == "checkout.session.completed"))
         assert {paid["id"]} <= set(recorded)
+
+
+@in_platform_mode
+def test_the_page_shows_the_last_known_state_and_stripes_reason_when_stripe_does_not_answer(
+    engine: Engine, fake_stripe: FakeStripe, creator: User
+) -> None:
+    account_id = connected(engine, fake_stripe, creator)
+    fake_stripe.finish_onboarding(account_id)
+    fake_stripe.refuse_next("Rate limit exceeded.")
+
+    setup, error = connect.setup_for_page(creator_id=creator.id, back_from_stripe=True, engine=engine)
+
+    assert setup.state == "details_needed"
+    assert error == "Stripe could not complete this: Rate limit exceeded. Nothing changed; try again."
+    setup, error = connect.setup_for_page(creator_id=creator.id, back_from_stripe=True, engine=engine)
+    assert (setup.state, error) == ("ready", "")
+
+
+# --- The Get paid page's handlers -----------------------------------------------------------
+
+
+def payouts_state(token: str) -> PayoutsState:
+    """The handler's state as a browser tab holding `token` would have it."""
+    state = State().get_substate(PayoutsState.get_full_name().split(".")[1:])
+    state.session_token = token
+    return state
+
+
+@in_platform_mode
+@pytest.mark.parametrize("handler", ["start_onboarding", "open_dashboard"])
+def test_get_paid_handlers_refuse_a_forged_session_and_touch_nothing_at_stripe(
+    fake_stripe: FakeStripe, handler: str
+) -> None:
+    requests_before = len(fake_stripe.requests)
+
+    result = getattr(PayoutsState, handler).fn(payouts_state("forged-" + token_hex(16)))
+
+    assert "/login" in str(result)
+    assert len(fake_stripe.requests) == requests_before
+
+
+@in_platform_mode
+def test_a_stripe_refusal_on_connect_is_shown_on_the_page_and_the_creator_can_retry(
+    fake_stripe: FakeStripe, creator: User
+) -> None:
+    state = payouts_state(accounts.start_session(user_id=creator.id))
+    fake_stripe.refuse_next("Your platform needs approval.")
+
+    assert PayoutsState.start_onboarding.fn(state) is None
+    assert state.error == "Stripe could not complete this: Your platform needs approval. Nothing changed; try again."
+
+    redirect = PayoutsState.start_onboarding.fn(state)
+    assert fake_stripe.base_url in str(redirect)
+    assert (state.error, state.busy) == ("", True)
