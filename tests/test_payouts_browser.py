@@ -113,7 +113,7 @@ def test_a_creator_connects_stripe_and_buyers_can_pay_once_stripe_is_done(
     expect(page.get_by_role("heading", name="Get paid")).to_be_visible()
     expect(page.get_by_role("link", name="Get paid").first).to_have_attribute("aria-current", "page")
     expect(page.get_by_test_id("payout-state")).to_have_text("Not connected")
-    expect(page.get_by_text("The platform keeps 10 % of each sale; the rest is yours.")).to_be_visible()
+    expect(page.get_by_text("The platform keeps 10% of each sale; the rest is yours.")).to_be_visible()
     shot(page, "payouts-not-connected")
 
     # The buyer's pack page says the pack cannot be bought yet, with no Buy button.
