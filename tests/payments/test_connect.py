@@ -555,3 +555,26 @@ def test_a_stripe_refusal_on_connect_is_shown_on_the_page_and_the_creator_can_re
     redirect = PayoutsState.start_onboarding.fn(state)
     assert fake_stripe.base_url in str(redirect)
     assert (state.error, state.busy) == ("", True)
+
+
+@in_platform_mode
+def test_the_gate_also_holds_for_disputes_of_a_creators_charge(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str, creator: User, pack: Pack, buyer: User
+) -> None:
+    """Disputes (handled by the payments hardening work) pass the same gate: only the charge's account may act."""
+    account_id = ready(engine, fake_stripe, creator)
+    intruder = ready(engine, fake_stripe, create_user(engine, name="Mallory"))
+    session_id = open_checkout(engine, pack, buyer)
+    deliver(webhook_url, completed(fake_stripe, session_id, account_id))
+    charge = fake_stripe.charge_of(session_id)
+    dispute = {
+        "id": "dp_test_1",
+        "object": "dispute",
+        "charge": charge["id"],
+        "payment_intent": charge["payment_intent"],
+    }
+
+    with Session(engine) as session:
+        for account, allowed in ((account_id, True), (intruder, False), (None, False)):
+            event = fake_stripe.event("charge.dispute.created", dispute, account=account)
+            assert connect.event_is_from_its_account(session, event) is allowed, account
