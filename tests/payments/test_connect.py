@@ -21,6 +21,7 @@ from sqlmodel import Session, select
 from litesubs.models import ConnectedAccount, Pack, Purchase, StripeEvent, User
 from litesubs.payments import connect
 from litesubs.payments.checkout import fulfil_session_id, purchase_blocker, start_checkout
+from litesubs.payments.stripe_gateway import create_checkout_session
 from litesubs.services import accounts
 from litesubs.services.errors import ConnectUnavailable, NotFound, PackUnavailable
 from litesubs.services.overview import creator_overview
@@ -578,3 +579,29 @@ def test_the_gate_also_holds_for_disputes_of_a_creators_charge(
         for account, allowed in ((account_id, True), (intruder, False), (None, False)):
             event = fake_stripe.event("charge.dispute.created", dispute, account=account)
             assert connect.event_is_from_its_account(session, event) is allowed, account
+
+
+@in_platform_mode
+def test_a_paid_session_whose_pending_purchase_is_missing_is_recorded_on_the_creators_account_with_the_fee(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str, creator: User, pack: Pack, buyer: User
+) -> None:
+    """Checkout start failed after Stripe made the session: the webhook still records where it was charged."""
+    account_id = ready(engine, fake_stripe, creator)
+    created = create_checkout_session(
+        product_name=pack.name,
+        product_description="100 credits",
+        amount=pack.price_amount,
+        currency=pack.currency,
+        buyer_id=buyer.id,
+        buyer_email=buyer.email,
+        pack_public_id=pack.public_id,
+        success_url=f"{BASE_URL}/checkout/success",
+        cancel_url=f"{BASE_URL}/",
+        stripe_account=account_id,
+        application_fee_amount=113,
+    )
+
+    assert deliver(webhook_url, completed(fake_stripe, created["id"], account_id)).json()["outcome"] == "granted"
+
+    purchase = purchase_of(engine, created["id"])
+    assert (purchase.status, purchase.stripe_account_id, purchase.platform_fee) == ("paid", account_id, 113)
