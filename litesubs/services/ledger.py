@@ -567,6 +567,8 @@ def _give_back_to_lots(
     """Put credits taken earlier back into their lots: (lot id, credits, the lot's expiry) each. The caller records
     the change (`_record`), then calls `expire_due_lots`, which expires what went back to a lot whose time passed."""
     credits = list(credits)
+    if not credits:
+        return
     session.connection().execute(_TAKE_FROM_LOT, [{"lot_id": lot_id, "take": -back} for lot_id, back, _ in credits])
     for _lot_id, _back, expires_at in credits:
         if expires_at is not None and (customer.next_expiry_at is None or expires_at < customer.next_expiry_at):
