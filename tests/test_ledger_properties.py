@@ -339,9 +339,10 @@ class LedgerMachine(RuleBasedStateMachine):
         operation, arguments, first = data.draw(st.sampled_from(self.keyed))
         again = attempt(lambda: operation(**arguments))
         if isinstance(first, holds.HoldEnding):
-            assert again == holds.HoldEnding(
-                replace(first.transaction, replayed=True), replace(first.hold, replayed=True), replayed=True
+            assert again == replace(
+                first, transaction=replace(first.transaction, replayed=True), hold=replace(first.hold, replayed=True)
             )
+            assert again.replayed
         elif isinstance(first, LedgerResult | holds.HoldSummary):
             assert again == replace(first, replayed=True)
         else:

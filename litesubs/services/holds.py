@@ -103,19 +103,21 @@ class HoldSummary:
 
 @dataclass(frozen=True)
 class HoldEnding:
-    """How a hold ended: the ledger entry that recorded it (`capture` or `release`) and the hold as it is now."""
+    """How a hold ended: the ledger entry that recorded it (`capture` or `release`) with its reason, and the hold
+    as it is now."""
 
     transaction: LedgerResult
+    reason: str
     hold: HoldSummary
     replayed: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"transaction": self.transaction.to_json(), "hold": self.hold.to_json()}
+        return {"transaction": self.transaction.to_json(), "reason": self.reason, "hold": self.hold.to_json()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any], *, replayed: bool) -> HoldEnding:
         transaction = LedgerResult.from_json(data["transaction"], replayed=replayed)
-        return cls(transaction, HoldSummary.from_json(data["hold"], replayed=replayed), replayed)
+        return cls(transaction, data["reason"], HoldSummary.from_json(data["hold"], replayed=replayed), replayed)
 
 
 @dataclass(frozen=True)
@@ -391,7 +393,7 @@ def _end(session: Session, customer: Customer, hold: Hold, *, captured: int, sta
     returned = sum(amount for _lot_id, amount, _expires_at in back)
     lot_id = back[0][0] if len(back) == 1 else None
     entry = _record(session, customer, delta=returned, lot_id=lot_id, cause=replace(cause, hold_id=hold.id))
-    return HoldEnding(transaction=entry, hold=HoldSummary.of(hold))
+    return HoldEnding(transaction=entry, reason=cause.reason, hold=HoldSummary.of(hold))
 
 
 def _iso(moment: datetime | None) -> str | None:
