@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from datetime import timedelta
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from litesubs.models import Customer, utcnow
 from litesubs.services import holds
@@ -114,3 +117,62 @@ def test_sweeps_and_reads_racing_over_due_holds_release_each_once(postgres_engin
     assert len({entry.hold_id for entry in releases}) == 20
     assert balance_of(engine, customer.id) == 100 - 10  # ten debits of 1
     assert_invariants(engine, customer.id, now=now)
+
+
+@contextmanager
+def statements_run(engine: Engine) -> Iterator[list[str]]:
+    """The SQL statements the engine sends while the block runs (BEGIN and COMMIT are not statements here)."""
+    sent: list[str] = []
+
+    def record(_connection, _cursor, statement, _parameters, _context, _many) -> None:
+        sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def test_placing_and_ending_a_hold_take_the_two_statement_hot_path(postgres_engine: Engine) -> None:
+    """Like a debit: a claim-and-lock statement, then one statement for every write; ending first finds the
+    hold's customer with one read."""
+    engine = postgres_engine
+    customer = new_customer(engine)
+    for amount in (5, 20):
+        api_grant(engine, customer, amount)
+    api_debit(engine, customer, 1, key="warm-up")  # connections and prepared statements exist already
+
+    with statements_run(engine) as placing:
+        hold = _place(engine, customer, 10, idempotency_key="hot-hold")
+    with statements_run(engine) as capturing:
+        ending = holds.capture_hold(
+            creator_id=customer.creator_id,
+            hold_id=hold.id,
+            amount=6,
+            actor=API_KEY,
+            idempotency_key="hot-capture",
+            engine=engine,
+        )
+    with statements_run(engine) as debiting:
+        api_debit(engine, customer, 1, key="compare")
+
+    assert len(debiting) == 2
+    assert len(placing) == 2
+    assert len(capturing) == 3
+    assert (ending.transaction.delta, ending.hold.captured) == (4, 6)
+    assert balance_of(engine, customer.id) == 24 - 6 - 1
+    replayed = holds.capture_hold(
+        creator_id=customer.creator_id,
+        hold_id=hold.id,
+        amount=6,
+        actor=API_KEY,
+        idempotency_key="hot-capture",
+        engine=engine,
+    )
+    assert replayed.replayed
+    assert replayed.transaction == replace(ending.transaction, replayed=True)
+    assert replayed.hold == replace(ending.hold, replayed=True)
+    again = _place(engine, customer, 10, idempotency_key="hot-hold")
+    assert again == replace(hold, replayed=True)
+    assert_invariants(engine, customer.id)

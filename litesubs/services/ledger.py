@@ -33,10 +33,12 @@ from functools import cache
 from typing import Any, Protocol, Self, TypeVar
 
 from sqlalchemy import (
+    CTE,
     BigInteger,
     ColumnElement,
     Engine,
     Row,
+    ScalarSelect,
     Select,
     Text,
     bindparam,
@@ -819,7 +821,7 @@ def _debit_statements(*, with_key: bool) -> tuple[Select, Select]:
         .cte("spent")
     )
     moved = _MOVE_BALANCE.returning(Customer.id).cte("moved")
-    single_lot = select(case((func.count() == 1, func.min(taken.c.id)))).select_from(taken).scalar_subquery()
+    single_lot = _single_lot(taken)
     entry = (
         insert(LedgerEntry)
         .values({**{column: bindparam(f"entry_{column}") for column in _ENTRY_COLUMNS}, "lot_id": single_lot})
@@ -839,6 +841,11 @@ def _debit_statements(*, with_key: bool) -> tuple[Select, Select]:
     )
     remembered = idempotency.REMEMBER.values(outcome=cast(select(outcome).scalar_subquery(), Text)).cte("remembered")
     return lock, spend.add_cte(remembered)
+
+
+def _single_lot(taken: CTE) -> ScalarSelect[int | None]:
+    """The one lot a spend took from (rows of id and take), or NULL where it took from several."""
+    return select(case((func.count() == 1, func.min(taken.c.id)))).select_from(taken).scalar_subquery()
 
 
 def _debit_together(debits: list[_Debit]) -> list[dict[str, Any] | None]:
