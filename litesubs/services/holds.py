@@ -410,18 +410,19 @@ def _end_hold(
     engine: Engine | None, ending: _Ending, *, cause: _Cause, change: Callable[[Session, Customer], HoldEnding]
 ) -> HoldEnding:
     """End the creator's hold (`NotFound` for anyone else's) in a ledger transaction on its customer: on
-    PostgreSQL the hot path first, then the general path when it must decide."""
+    PostgreSQL the hot path first, then the general path when it must decide. The idempotency key fingerprints
+    the request without the customer, which the hold decides (and the hot path finds only under its lock)."""
     engine = engine or get_engine()
+    if engine.dialect.name == "postgresql":
+        outcome = _end_in_two_statements(engine, ending, cause=cause)
+        if outcome is not None:
+            return _delivered(outcome, replayed=False, result_type=HoldEnding)
     with read_connection(engine) as connection:
         customer_id = connection.execute(
             _HOLDS_CUSTOMER, {"hold_id": ending.hold_id, "creator_id": ending.creator_id}
         ).scalar()
     if customer_id is None:
         raise NotFound("No such hold.")
-    if engine.dialect.name == "postgresql":
-        outcome = _end_in_two_statements(engine, ending, customer_id=customer_id, cause=cause)
-        if outcome is not None:
-            return _delivered(outcome, replayed=False, result_type=HoldEnding)
     return _change_credits(
         engine,
         creator_id=ending.creator_id,
@@ -430,6 +431,7 @@ def _end_hold(
         cause=cause,
         change=change,
         result_type=HoldEnding,
+        fingerprint_customer=False,
     )
 
 
@@ -595,14 +597,13 @@ def _place_statement(*, with_key: bool) -> Select:
     return place.add_cte(remembered)
 
 
-def _end_in_two_statements(
-    engine: Engine, ending: _Ending, *, customer_id: int, cause: _Cause
-) -> dict[str, Any] | None:
+def _end_in_two_statements(engine: Engine, ending: _Ending, *, cause: _Cause) -> dict[str, Any] | None:
     creator_id, key = ending.creator_id, cause.idempotency_key
-    parameters = {"debit_creator_id": creator_id, "debit_customer_id": customer_id, "end_hold_id": ending.hold_id}
+    parameters = {"debit_creator_id": creator_id, "end_hold_id": ending.hold_id}
     if key is not None:
-        request = {**ending.request, "customer_id": customer_id}
-        parameters |= idempotency.claim_parameters(creator_id=creator_id, key=key, request=request, now=cause.now)
+        parameters |= idempotency.claim_parameters(
+            creator_id=creator_id, key=key, request=ending.request, now=cause.now
+        )
     lock, end = _end_statements(with_key=key is not None)
     with engine.begin() as connection:
         hold = connection.execute(lock, parameters).first()
@@ -615,6 +616,7 @@ def _end_in_two_statements(
         ):
             connection.rollback()
             return None
+        customer_id = parameters["debit_customer_id"] = hold.customer_id
         if hold.hold_status != ACTIVE:  # read before the lock, but an ended hold stays ended
             refusal = _refusal_outcome(HoldClosed(_CLOSED[hold.hold_status]))
             _remember(connection, creator_id, key, refusal)
@@ -660,8 +662,9 @@ _END_ENTRY_COLUMNS = tuple(column for column in _ENTRY_COLUMNS if column not in 
 def _end_statements(*, with_key: bool) -> tuple[Select, Select]:
     """An ending's two statements.
 
-    The lock: the customer's balance, status and next expiry, locked, with the hold's amount, status, reason and
-    times and the soonest expiry of the lots it took from (with a key, only when the key was claimed). The end,
+    The lock: the hold's customer (found through the creator's hold) with its balance, status and next expiry,
+    locked, with the hold's amount, status, reason and times and the soonest expiry of the lots it took from
+    (with a key, only when the key was claimed). The end,
     for an active hold (else no row): which of its credits go back (those after the captured ones in spending
     order), the lots, the hold, balance and held credits, the ledger entry and the key's outcome, returning the
     entry's id, delta, balance and lot.
@@ -675,6 +678,7 @@ def _end_statements(*, with_key: bool) -> tuple[Select, Select]:
     )
     lock = (
         select(
+            Customer.id.label("customer_id"),
             Customer.balance,
             Customer.status,
             Customer.next_expiry_at,
@@ -686,11 +690,7 @@ def _end_statements(*, with_key: bool) -> tuple[Select, Select]:
             soonest.label("soonest_lot_expiry"),
         )
         .join(Hold, Hold.customer_id == Customer.id)
-        .where(
-            Customer.id == bindparam("debit_customer_id"),
-            Customer.creator_id == bindparam("debit_creator_id"),
-            Hold.id == hold_id,
-        )
+        .where(Hold.id == hold_id, Hold.creator_id == bindparam("debit_creator_id"))
         .with_for_update(of=Customer)
     )
     if with_key:

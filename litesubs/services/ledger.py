@@ -652,18 +652,22 @@ def _change_credits(
     cause: _Cause,
     change: Callable[[Session, Customer], Outcome],
     result_type: type[Outcome] = LedgerResult,  # type: ignore[assignment]
+    fingerprint_customer: bool = True,
 ) -> Outcome:
     """Run `change` on the locked, up-to-date customer in one transaction, once per idempotency key.
 
     A business refusal is committed like a success (with its idempotency record and any expiry that
     was due) and raised after the commit; replaying a key raises the stored refusal again, marked `replayed`.
     `change` returns a `LedgerResult`, or another `result_type` that stores and replays the same way (holds).
+    The key fingerprints `request` with the customer, unless `request` names something that has only one
+    customer (a hold) and `fingerprint_customer` is False.
     """
     key = cause.idempotency_key
     with write_session(engine) as session:
         outcome = None
         if key is not None:
-            request = {**request, "customer_id": customer_id}
+            if fingerprint_customer:
+                request = {**request, "customer_id": customer_id}
             outcome = idempotency.claim(
                 session, creator_id=creator_id, key=idempotency.check_key(key), request=request, now=cause.now
             )
