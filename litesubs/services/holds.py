@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
@@ -120,9 +120,17 @@ class HoldSummary:
         return cls(**{field: getattr(hold, field) for field in fields})
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        del data["replayed"]
-        return {**data, **{name: _iso(data[name]) for name in ("expires_at", "created_at", "ended_at")}}
+        return {
+            "id": self.id,
+            "customer_id": self.customer_id,
+            "amount": self.amount,
+            "captured": self.captured,
+            "status": self.status,
+            "reason": self.reason,
+            "expires_at": self.expires_at.isoformat(),
+            "created_at": self.created_at.isoformat(),
+            "ended_at": _iso(self.ended_at),
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any], *, replayed: bool) -> HoldSummary:
@@ -201,8 +209,10 @@ def place_hold(
     if engine.dialect.name == "postgresql":
         placed = _Placing(engine, creator_id, customer_id, amount, expires_at, {**request, "customer_id": customer_id})
         outcome = _place_in_two_statements(placed, cause)
+        if isinstance(outcome, HoldSummary):
+            return outcome
         if outcome is not None:
-            return _delivered(outcome, replayed=False, result_type=HoldSummary)
+            _delivered(outcome, replayed=False)  # raises the refusal
 
     def hold_credits(session: Session, customer: Customer) -> HoldSummary:
         ensure_active(customer)
@@ -415,8 +425,10 @@ def _end_hold(
     engine = engine or get_engine()
     if engine.dialect.name == "postgresql":
         outcome = _end_in_two_statements(engine, ending, cause=cause)
+        if isinstance(outcome, HoldEnding):
+            return outcome
         if outcome is not None:
-            return _delivered(outcome, replayed=False, result_type=HoldEnding)
+            _delivered(outcome, replayed=False)  # raises the refusal
     with read_connection(engine) as connection:
         customer_id = connection.execute(
             _HOLDS_CUSTOMER, {"hold_id": ending.hold_id, "creator_id": ending.creator_id}
@@ -479,9 +491,9 @@ def _end(session: Session, customer: Customer, hold: Hold, *, captured: int, sta
 # Placing and ending a hold in two statements and a commit, built once: the first claims the idempotency key and
 # locks the customer (the debit's own lock statement, for placing), the second, which under READ COMMITTED sees
 # everything committed before the lock was granted, makes every write, the key's outcome included. Each returns
-# the committed outcome, or None after changing nothing when the general path must decide: no such customer, a
-# key used before, something due (a lot or hold past its expiry, or a lot of the hold whose expiry passed), a
-# capture larger than the hold, or a hold that ended while waiting for the lock.
+# its committed result, or a refusal's outcome, or None after changing nothing when the general path must
+# decide: no such customer or hold, a key used before, something due (a lot or hold past its expiry, or a lot
+# of the hold whose expiry passed), a capture larger than the hold, or a hold that ended while this waited.
 
 
 @dataclass(frozen=True)
@@ -494,7 +506,7 @@ class _Placing:
     request: dict[str, Any]  # with the customer, as `_change_credits` fingerprints it
 
 
-def _place_in_two_statements(placing: _Placing, cause: _Cause) -> dict[str, Any] | None:
+def _place_in_two_statements(placing: _Placing, cause: _Cause) -> HoldSummary | dict[str, Any] | None:
     creator_id, customer_id, amount, key = (
         placing.creator_id,
         placing.customer_id,
@@ -529,7 +541,7 @@ def _place_in_two_statements(placing: _Placing, cause: _Cause) -> dict[str, Any]
             }
         hold_id = connection.execute(_place_statement(with_key=key is not None), parameters).scalar_one()
     summary = HoldSummary(hold_id, customer_id, amount, 0, ACTIVE, cause.reason, placing.expires_at, cause.now, None)
-    return {"result": summary.to_json()}
+    return summary
 
 
 @cache
@@ -597,7 +609,7 @@ def _place_statement(*, with_key: bool) -> Select:
     return place.add_cte(remembered)
 
 
-def _end_in_two_statements(engine: Engine, ending: _Ending, *, cause: _Cause) -> dict[str, Any] | None:
+def _end_in_two_statements(engine: Engine, ending: _Ending, *, cause: _Cause) -> HoldEnding | dict[str, Any] | None:
     creator_id, key = ending.creator_id, cause.idempotency_key
     parameters = {"debit_creator_id": creator_id, "end_hold_id": ending.hold_id}
     if key is not None:
@@ -651,7 +663,7 @@ def _end_in_two_statements(engine: Engine, ending: _Ending, *, cause: _Cause) ->
     transaction = LedgerResult(
         entry.id, customer_id, cause.kind, entry.delta, entry.balance_after, entry.lot_id, cause.now, ending.hold_id
     )
-    return {"result": HoldEnding(transaction, reason, summary).to_json()}
+    return HoldEnding(transaction, reason, summary)
 
 
 # An ending's entry columns that come as parameters; its delta and balance come from the statement.
