@@ -161,7 +161,7 @@ def test_customer_file_shows_active_holds_and_the_ledger_says_what_each_hold_did
     assert [what[entry.id] for entry in page.entries] == [
         "Hold expired: 7 credits back",
         "Released 10 held credits",
-        "Captured 12 of 30 held",
+        "Captured 12 of 30 held; 18 back",
         "Held 7 credits",
         "Held 5 credits",
         "Held 10 credits",

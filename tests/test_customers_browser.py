@@ -190,10 +190,11 @@ def test_the_customer_page_shows_held_credits_active_holds_and_hold_entries_in_w
 
     expect(page.get_by_test_id("customer-balance")).to_have_text("80")
     expect(page.get_by_test_id("customer-held")).to_have_text("8")
-    hold_row = page.get_by_role("row").filter(has_text="Nightly batch")
-    expect(hold_row).to_have_count(1)
-    expect(hold_row).to_contain_text("8")
-    capture_row = page.get_by_role("row").filter(has_text="Captured 12 of 30 held")
+    active_holds = page.get_by_role("table").filter(has=page.get_by_role("columnheader", name="Placed"))
+    expect(active_holds.get_by_role("row")).to_have_count(2)  # the header and the one active hold
+    expect(active_holds.get_by_role("row").nth(1)).to_contain_text("8")
+    expect(active_holds.get_by_role("row").nth(1)).to_contain_text("Nightly batch")
+    capture_row = page.get_by_role("row").filter(has_text="Captured 12 of 30 held; 18 back")
     expect(capture_row).to_contain_text("+18")
     expect(capture_row).to_contain_text('API key "Render farm"')
     expect(page.get_by_role("row").filter(has_text="Held 30 credits")).to_contain_text("-30")

@@ -177,7 +177,7 @@ def _what(entry: LedgerEntry, hold: Hold | None) -> str:
     if entry.kind == "hold":
         return f"Held {hold.amount:,} credits"
     if entry.kind == "capture":
-        return f"Captured {hold.captured:,} of {hold.amount:,} held"
+        return f"Captured {hold.captured:,} of {hold.amount:,} held; {hold.amount - hold.captured:,} back"
     if hold.status == "expired":
         return f"Hold expired: {hold.amount:,} credits back"
     return f"Released {hold.amount:,} held credits"
