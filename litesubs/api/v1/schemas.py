@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -201,8 +201,8 @@ class TransactionPublic(BaseModel):
         )
 
     @classmethod
-    def of_result(cls, result: LedgerResult, *, reason: str) -> TransactionPublic:
-        """The change an API call just made (or replayed), which the API key made."""
+    def of_result(cls, result: LedgerResult, *, reason: str, **extra: Any) -> Self:
+        """The change an API call just made (or replayed), which the API key made (`extra`: a subclass's fields)."""
         return cls(
             id=result.entry_id,
             customer_id=result.customer_id,
@@ -213,6 +213,7 @@ class TransactionPublic(BaseModel):
             actor="api_key",
             hold_id=_hold_id(result.hold_id),
             created_at=result.created_at,
+            **extra,
         )
 
 
@@ -258,8 +259,7 @@ class HoldTransaction(TransactionPublic):
 
     @classmethod
     def of_ending(cls, ending: HoldEnding) -> HoldTransaction:
-        transaction = TransactionPublic.of_result(ending.transaction, reason=ending.reason)
-        return cls(**transaction.model_dump(), hold=HoldPublic.of(ending.hold))
+        return cls.of_result(ending.transaction, reason=ending.reason, hold=HoldPublic.of(ending.hold))
 
 
 class PackPublic(BaseModel):
