@@ -23,6 +23,7 @@ from litesubs.services.errors import (
     NotFound,
 )
 from litesubs.services.ledger import Actor, debit, get_balance, grant, list_entries
+from litesubs.services.overview import creator_overview
 from tests.conftest import use_database
 from tests.invariants import assert_invariants
 from tests.ledger_factories import balance_of, buy, entries_of, new_customer
@@ -349,3 +350,13 @@ def test_a_purchase_lot_can_be_held_and_released(engine: Engine, now: datetime) 
     holds.release_hold(**_ids(customer, engine), hold_id=hold.id, actor=API_KEY, now=now)
     assert _remaining(engine, [lot]) == [12]
     assert_invariants(engine, customer.id, now=now)
+
+
+def test_the_overview_counts_captured_credits_as_spent(engine: Engine, now: datetime) -> None:
+    customer, _lots = _customer_with(engine, now, (50, None))
+    debit(creator_id=customer.creator_id, customer_id=customer.id, amount=4, actor=API_KEY, now=now, engine=engine)
+    captured, released = _hold(engine, customer, 10, now), _hold(engine, customer, 6, now)
+    _hold(engine, customer, 3, now)  # still active: not spent
+    holds.capture_hold(**_ids(customer, engine), hold_id=captured.id, amount=7, actor=API_KEY, now=now)
+    holds.release_hold(**_ids(customer, engine), hold_id=released.id, actor=API_KEY, now=now)
+    assert creator_overview(creator_id=customer.creator_id, engine=engine).credits_spent == 4 + 7
