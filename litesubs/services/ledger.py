@@ -16,7 +16,8 @@ Credits live in lots (one per purchase or grant). The rules, from DESIGN.md:
 - Holds (`holds`) reserve credits: a hold takes them from the lots like a spend (so the balance is what can
   be spent or held now, and `held` counts the rest apart) and gives what it does not spend back to the same
   lots. A hold past its expiry is released like a lot expires: lazily, and by a sweep. `holds` builds on
-  this module's pieces: `_change_credits`, `lock_customer`, `_take_from_lots`, `_give_back_to_lots`, `_record`.
+  this module's pieces: `_change_credits`, `lock_customer`, `_take_from_lots`, `_give_back_to_lots`, `_record`,
+  and for its own hot paths the debit's lock statement and statement parts (`_lots_to_take`, `_single_lot`).
 
 `grant`, `debit`, `adjust`, `get_balance` and `list_entries` are each one transaction, except that on
 PostgreSQL concurrent debits of one customer may share one (see "The debit's hot path" below).
