@@ -507,12 +507,8 @@ class _Placing:
 
 
 def _place_in_two_statements(placing: _Placing, cause: _Cause) -> HoldSummary | dict[str, Any] | None:
-    creator_id, customer_id, amount, key = (
-        placing.creator_id,
-        placing.customer_id,
-        placing.amount,
-        cause.idempotency_key,
-    )
+    creator_id, customer_id, amount = placing.creator_id, placing.customer_id, placing.amount
+    key = cause.idempotency_key
     parameters = {"debit_creator_id": creator_id, "debit_customer_id": customer_id, "debit_amount": amount}
     if key is not None:
         parameters |= idempotency.claim_parameters(
@@ -540,8 +536,7 @@ def _place_in_two_statements(placing: _Placing, cause: _Cause) -> HoldSummary | 
                 "hold_json": json.dumps(summary.to_json()),
             }
         hold_id = connection.execute(_place_statement(with_key=key is not None), parameters).scalar_one()
-    summary = HoldSummary(hold_id, customer_id, amount, 0, ACTIVE, cause.reason, placing.expires_at, cause.now, None)
-    return summary
+    return HoldSummary(hold_id, customer_id, amount, 0, ACTIVE, cause.reason, placing.expires_at, cause.now, None)
 
 
 @cache
@@ -676,10 +671,11 @@ def _end_statements(*, with_key: bool) -> tuple[Select, Select]:
 
     The lock: the hold's customer (found through the creator's hold) with its balance, status and next expiry,
     locked, with the hold's amount, status, reason and times and the soonest expiry of the lots it took from
-    (with a key, only when the key was claimed). The end,
-    for an active hold (else no row): which of its credits go back (those after the captured ones in spending
-    order), the lots, the hold, balance and held credits, the ledger entry and the key's outcome, returning the
-    entry's id, delta, balance and lot.
+    (with a key, only when the key was claimed).
+
+    The end, for an active hold (else no row): which of its credits go back (those after the captured ones in
+    spending order), the lots, the hold, balance and held credits, the ledger entry and the key's outcome,
+    returning the entry's id, delta, balance and lot.
     """
     hold_id = bindparam("end_hold_id")
     soonest = (
