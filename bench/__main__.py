@@ -15,6 +15,9 @@ from sqlalchemy import Engine
 from bench.api import CLIENTS, build_world, check_books, measure, spent_credits
 from bench.dashboard import customers_page_in_chromium, query_timings
 from bench.databases import bench_database
+from bench.holds import build_world as build_hold_world
+from bench.holds import check_books as check_hold_books
+from bench.holds import measure as measure_holds
 from bench.load import LoadResult
 from bench.scale import load_scale_data
 from litesubs.db import make_engine
@@ -27,7 +30,7 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=100_000, help="customers in the scale data set")
     parser.add_argument("--seconds", type=int, default=10, help="duration of each load run")
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
-    parser.add_argument("--only", choices=["api", "dashboard"], help="run one part only")
+    parser.add_argument("--only", choices=["api", "dashboard", "holds"], help="run one part only")
     args = parser.parse_args()
     os.environ.setdefault("LITESUBS_BCRYPT_ROUNDS", "4")
     report: dict = {"machine": _machine(), "started_at": datetime.now(UTC).isoformat()}
@@ -38,6 +41,8 @@ def main() -> None:
             report["api"] = _api(url, engine, args)
         if args.only in (None, "dashboard"):
             report["dashboard"] = _dashboard(url, engine, args)
+        if args.only in (None, "holds"):
+            report["holds"] = _holds(url, engine)
         engine.dispose()
 
     RESULTS.mkdir(exist_ok=True)
@@ -89,6 +94,19 @@ def _dashboard(url: str, engine: Engine, args: argparse.Namespace) -> list[dict]
         [[t.name, t.runs, t.p50_ms, t.p95_ms, t.max_ms] for t in timings],
     )
     return [{"scale_data": asdict(data)}, *[asdict(t) for t in timings]]
+
+
+def _holds(url: str, engine: Engine) -> list[dict]:
+    world = build_hold_world(engine)
+    results = measure_holds(url, engine, world)
+    check_hold_books(engine, world)
+    _print_table(
+        "A hold + capture pair against a debit (median latencies; ratio of the medians, and of the means)",
+        ["path", "clients", "debit ms", "hold + capture ms", "ratio", "ratio of means"],
+        [[r.name, r.clients, r.debit_ms, r.pair_ms, r.ratio, r.mean_ratio] for r in results],
+    )
+    print(f"Books checked: {len(world.customers)} customers, every balance == its lots == its ledger, holds counted.")
+    return [asdict(r) for r in results]
 
 
 def _machine() -> dict:

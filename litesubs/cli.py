@@ -24,9 +24,12 @@ def _check_config(_args: argparse.Namespace) -> int:
 
 
 def _expire_credits(_args: argparse.Namespace) -> int:
+    from litesubs.services.holds import release_expired
     from litesubs.services.ledger import expire_due_credits
 
+    released = release_expired()  # first: what a hold gives back to an expired lot expires with it
     expired = expire_due_credits()
+    print(f"Released {released.holds} expired holds of {released.credits} credits.")
     print(f"Expired {expired.lots} lots holding {expired.credits} credits.")
     return 0
 
@@ -54,7 +57,7 @@ def _demo(_args: argparse.Namespace) -> int:
 COMMANDS = {
     "migrate": (_migrate, "apply pending database migrations"),
     "check-config": (_check_config, "validate the configuration from the environment"),
-    "expire-credits": (_expire_credits, "expire every credit lot whose time has passed"),
+    "expire-credits": (_expire_credits, "release every expired hold and expire every credit lot whose time has passed"),
     "purge-idempotency-records": (_purge_idempotency_records, "delete idempotency records older than 24 hours"),
     "demo": (_demo, "fill the database with a demo creator, packs and a few hundred customers"),
 }

@@ -93,6 +93,7 @@ class Customer(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("creator_id", "buyer_id", name="uq_customer_creator_buyer"),
         CheckConstraint("balance >= 0", name="ck_customer_balance_non_negative"),
+        CheckConstraint("held >= 0", name="ck_customer_held_non_negative"),
         CheckConstraint("status IN ('active', 'suspended')", name="ck_customer_status"),
         # The customer table's sorts: (creator, column, id) walked forwards or backwards, one page at a time.
         # Dates sort NULLS FIRST so that a backward walk lists the newest first and never-bought last.
@@ -119,10 +120,12 @@ class Customer(SQLModel, table=True):
     buyer_id: int = Field(sa_column=_fk("user.id"))
     status: str = Field(default="active", max_length=16)
     balance: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    # Credits in active holds: taken out of the lots and the balance until captured, released or expired.
+    held: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
     # Purchase totals kept by fulfilment, so the customer table sorts and pages without aggregating.
     credits_purchased: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
-    # Never later than the soonest expiry among lots still holding credits (None: none of them expires),
-    # so a charge can skip looking for due lots when this is still in the future.
+    # Never later than the soonest expiry among lots still holding credits and active holds (None: nothing
+    # expires), so a charge can skip looking for due lots and holds when this is still in the future.
     next_expiry_at: datetime | None = None
     first_purchase_at: datetime | None = None
     last_purchase_at: datetime | None = None
@@ -191,16 +194,18 @@ class CreditLot(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+LEDGER_KINDS = ("purchase", "adjustment", "debit", "credit", "refund", "expiry", "hold", "capture", "release")
+
+
 class LedgerEntry(SQLModel, table=True):
     """One change of a customer's credits. Append-only: never updated, never deleted."""
 
     __tablename__ = "ledger_entry"
     __table_args__ = (
-        CheckConstraint("delta <> 0", name="ck_ledger_delta_non_zero"),
+        # A capture that spends its whole hold returns nothing to the balance: its entry's delta is 0.
+        CheckConstraint("delta <> 0 OR kind = 'capture'", name="ck_ledger_delta_non_zero"),
         CheckConstraint("balance_after >= 0", name="ck_ledger_balance_after_non_negative"),
-        CheckConstraint(
-            "kind IN ('purchase', 'adjustment', 'debit', 'credit', 'refund', 'expiry')", name="ck_ledger_kind"
-        ),
+        CheckConstraint(f"kind IN ({', '.join(repr(kind) for kind in LEDGER_KINDS)})", name="ck_ledger_kind"),
         CheckConstraint("actor_type IN ('creator', 'api_key', 'stripe', 'system', 'buyer')", name="ck_ledger_actor"),
         Index("ix_ledger_customer_id", "customer_id", "id"),
         Index("ix_ledger_creator_time", "creator_id", "created_at"),
@@ -210,6 +215,8 @@ class LedgerEntry(SQLModel, table=True):
     creator_id: int = Field(sa_column=_fk("user.id", index=False))
     customer_id: int = Field(sa_column=_fk("customer.id", index=False))
     lot_id: int | None = Field(default=None, sa_column=_fk("credit_lot.id", nullable=True, index=False))
+    # The hold a `hold`, `capture` or `release` entry belongs to.
+    hold_id: int | None = Field(default=None, sa_column=_fk("hold.id", nullable=True, index=False))
     delta: int = Field(sa_column=Column(BigInteger, nullable=False))
     balance_after: int = Field(sa_column=Column(BigInteger, nullable=False))
     kind: str = Field(max_length=16)
@@ -218,6 +225,51 @@ class LedgerEntry(SQLModel, table=True):
     actor_id: str | None = Field(default=None, max_length=64)
     idempotency_key: str | None = Field(default=None, max_length=255)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class Hold(SQLModel, table=True):
+    """Credits reserved for a customer by the creator's software until captured (spent), released or expired.
+
+    Placing it takes `amount` from the lots in spending order (`HeldCredits` remembers which), so held
+    credits can be neither spent nor expire; ending it spends `captured` and gives the rest back.
+    """
+
+    __tablename__ = "hold"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="ck_hold_amount_positive"),
+        CheckConstraint("captured >= 0 AND captured <= amount", name="ck_hold_captured_in_range"),
+        CheckConstraint("status IN ('active', 'captured', 'released', 'expired')", name="ck_hold_status"),
+        CheckConstraint("(status = 'active') = (ended_at IS NULL)", name="ck_hold_ended"),
+        Index("ix_hold_customer_status", "customer_id", "status", "id"),
+        Index(
+            "ix_hold_active_expiry",
+            "expires_at",
+            postgresql_where=text("status = 'active'"),
+            sqlite_where=text("status = 'active'"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    creator_id: int = Field(sa_column=_fk("user.id", index=False))
+    customer_id: int = Field(sa_column=_fk("customer.id", index=False))
+    amount: int = Field(sa_column=Column(BigInteger, nullable=False))
+    captured: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    status: str = Field(default="active", max_length=16)
+    reason: str = Field(default="", max_length=500)
+    expires_at: datetime
+    created_at: datetime = Field(default_factory=utcnow)
+    ended_at: datetime | None = None
+
+
+class HeldCredits(SQLModel, table=True):
+    """How many of a hold's credits came from one lot: where they go back to when the hold ends."""
+
+    __tablename__ = "hold_lot"
+    __table_args__ = (CheckConstraint("amount > 0", name="ck_hold_lot_amount_positive"),)
+
+    hold_id: int = Field(sa_column=Column(Integer, ForeignKey("hold.id", ondelete="RESTRICT"), primary_key=True))
+    lot_id: int = Field(sa_column=Column(Integer, ForeignKey("credit_lot.id", ondelete="RESTRICT"), primary_key=True))
+    amount: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 class ApiKey(SQLModel, table=True):

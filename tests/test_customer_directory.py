@@ -12,6 +12,7 @@ from sqlmodel import Session
 
 from litesubs.models import Customer, User, utcnow
 from litesubs.services import customer_directory as directory
+from litesubs.services import holds
 from litesubs.services.customers import get_or_create_customer
 from litesubs.services.errors import InvalidRequest, NotFound
 from litesubs.services.ledger import Actor, debit, grant
@@ -129,8 +130,45 @@ def test_customer_file_and_ledger_say_who_did_what(engine: Engine) -> None:
     assert [(p.pack_name, p.amount, p.status) for p in file.purchases] == [("Starter", 1200, "paid")]
     assert [lot.remaining for lot in file.balance.lots] == [3]
 
-    page, names = directory.customer_ledger(creator_id=creator.id, customer_id=customer_id, engine=engine)
-    assert [(e.kind, e.delta, names[e.id]) for e in page.entries] == [("debit", -2, "Litesubs"), ("credit", 5, "You")]
+    page, names, what = directory.customer_ledger(creator_id=creator.id, customer_id=customer_id, engine=engine)
+    assert [(e.kind, e.delta, names[e.id], what[e.id]) for e in page.entries] == [
+        ("debit", -2, "Litesubs", "Spent"),
+        ("credit", 5, "You", "Granted"),
+    ]
+
+
+def test_customer_file_shows_active_holds_and_the_ledger_says_what_each_hold_did(engine: Engine) -> None:
+    creator, buyer = create_user(engine), create_user(engine)
+    customer_id = get_or_create_customer(creator_id=creator.id, buyer_id=buyer.id, engine=engine).id
+    api = Actor("api_key", 1)
+    ids = {"creator_id": creator.id, "engine": engine}
+    grant(**ids, customer_id=customer_id, amount=100, actor=api)
+    now = utcnow() - timedelta(minutes=5)  # holds last 15 minutes by default
+    captured, released, active = (
+        holds.place_hold(**ids, customer_id=customer_id, amount=amount, actor=api, reason=reason, now=now)
+        for amount, reason in ((30, "render"), (10, "batch"), (5, "upload"))
+    )
+    expiring = holds.place_hold(**ids, customer_id=customer_id, amount=7, actor=api, expires_in=60, now=now)
+    holds.capture_hold(**ids, hold_id=captured.id, amount=12, actor=api, now=now)
+    holds.release_hold(**ids, hold_id=released.id, actor=api, now=now)
+
+    assert expiring.expires_at < utcnow()
+    file = directory.customer_file(**ids, customer_id=customer_id)  # the expired hold went back on this read
+    assert (file.balance.balance, file.balance.held) == (100 - 12 - 5, 5)
+    assert [(hold.id, hold.amount, hold.reason) for hold in file.holds] == [(active.id, 5, "upload")]
+
+    page, names, what = directory.customer_ledger(**ids, customer_id=customer_id)
+    assert [what[entry.id] for entry in page.entries] == [
+        "Hold expired: 7 credits back",
+        "Released 10 held credits",
+        "Captured 12 of 30 held; 18 back",
+        "Held 7 credits",
+        "Held 5 credits",
+        "Held 10 credits",
+        "Held 30 credits",
+        "Granted",
+    ]
+    assert names[page.entries[0].id] == "Litesubs"
 
 
 def test_exports_stream_every_row_as_csv(

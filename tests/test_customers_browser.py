@@ -12,6 +12,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from litesubs.models import Customer, User
+from litesubs.services import holds
+from litesubs.services.api_keys import create_key
 from litesubs.services.errors import CustomerSuspended
 from litesubs.services.ledger import Actor, debit, grant
 from tests.app_server import AppServer
@@ -166,3 +168,38 @@ def test_a_second_creator_cannot_see_or_change_the_first_creators_customers(
     export = page.request.get("/api/exports/customers.csv").text()
     assert "Private Person" not in export
     assert balance_of(app_engine, customer.id) == 12
+
+
+def test_the_customer_page_shows_held_credits_active_holds_and_hold_entries_in_words(
+    page: Page, app_server: AppServer, app_engine: Engine
+) -> None:
+    creator = sign_in_new_user(page, base_url=app_server.base_url, engine=app_engine)
+    customer = add_buyer(app_engine, creator, "Hold Tester", 100)
+    page.goto(f"/dashboard/customers/{customer.id}")
+    expect(page.get_by_text("No active holds.")).to_be_visible()
+    expect(page.get_by_test_id("customer-held")).to_have_text("0")
+
+    key, _secret = create_key(creator_id=creator.id, name="Render farm", engine=app_engine)
+    api = Actor("api_key", key.id)
+    ids = {"creator_id": creator.id, "customer_id": customer.id, "actor": api, "engine": app_engine}
+    render = holds.place_hold(**ids, amount=30, reason="Video render")
+    holds.place_hold(**ids, amount=8, reason="Nightly batch", expires_in=3_600)
+    ids.pop("customer_id")
+    holds.capture_hold(**ids, hold_id=render.id, amount=12)
+    page.reload()
+
+    expect(page.get_by_test_id("customer-balance")).to_have_text("80")
+    expect(page.get_by_test_id("customer-held")).to_have_text("8")
+    active_holds = page.get_by_role("table").filter(has=page.get_by_role("columnheader", name="Placed"))
+    expect(active_holds.get_by_role("row")).to_have_count(2)  # the header and the one active hold
+    expect(active_holds.get_by_role("row").nth(1)).to_contain_text("8")
+    expect(active_holds.get_by_role("row").nth(1)).to_contain_text("Nightly batch")
+    capture_row = page.get_by_role("row").filter(has_text="Captured 12 of 30 held; 18 back")
+    expect(capture_row).to_contain_text("+18")
+    expect(capture_row).to_contain_text('API key "Render farm"')
+    expect(page.get_by_role("row").filter(has_text="Held 30 credits")).to_contain_text("-30")
+    expect(page.get_by_role("row").filter(has_text="Held 8 credits")).to_contain_text("Nightly batch")
+    page.screenshot(path=ARTIFACTS / "customer-holds-desktop.png", full_page=True)
+    page.set_viewport_size(PHONE)
+    page.screenshot(path=ARTIFACTS / "customer-holds-phone.png", full_page=True)
+    assert_invariants(app_engine, customer.id)

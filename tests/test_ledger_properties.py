@@ -1,9 +1,9 @@
 """Random sequences of ledger operations and clock moves, checked against a tiny model after every step.
 
-Hypothesis drives grants, purchases, debits, adjustments, refunds, suspensions, idempotent retries,
-clock moves, reads and expiry sweeps on one customer. After each step the database must hold every
-invariant of DESIGN.md (`assert_invariants`) and exactly the lots and balance of the model, which
-restates the rules in a few lines of plain Python.
+Hypothesis drives grants, purchases, debits, adjustments, refunds, holds (placed, captured, released,
+expiring), suspensions, idempotent retries, clock moves, reads and expiry sweeps on one customer. After
+each step the database must hold every invariant of DESIGN.md (`assert_invariants`) and exactly the
+lots, holds and balance of the model, which restates the rules in a few lines of plain Python.
 """
 
 from __future__ import annotations
@@ -20,9 +20,17 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from litesubs.db import write_session
-from litesubs.models import CreditLot, utcnow
+from litesubs.models import CreditLot, Customer, Hold, utcnow
+from litesubs.services import holds
 from litesubs.services.customers import reactivate_customer, suspend_customer
-from litesubs.services.errors import CustomerSuspended, DomainError, IdempotencyConflict, InsufficientCredits
+from litesubs.services.errors import (
+    CustomerSuspended,
+    DomainError,
+    HoldClosed,
+    HoldExceeded,
+    IdempotencyConflict,
+    InsufficientCredits,
+)
 from litesubs.services.ledger import (
     Actor,
     LedgerResult,
@@ -55,32 +63,63 @@ class ModelLot:
     bought: bool
 
 
+@dataclass
+class ModelHold:
+    amount: int
+    taken: dict[int, int]  # lot id -> credits taken from it
+    expires_at: datetime
+    status: str = "active"
+    captured: int = 0
+
+
 class Model:
-    """The ledger's rules restated: lots, spending order, expiry."""
+    """The ledger's rules restated: lots, spending order, holds, expiry."""
 
     def __init__(self) -> None:
         self.lots: dict[int, ModelLot] = {}
+        self.holds: dict[int, ModelHold] = {}
         self.suspended = False
 
     @property
     def balance(self) -> int:
         return sum(lot.remaining for lot in self.lots.values())
 
+    @property
+    def held(self) -> int:
+        return sum(hold.amount for hold in self.holds.values() if hold.status == "active")
+
     def expire(self, now: datetime) -> None:
+        """Due holds give their credits back, then due lots lose what they hold (given-back credits too)."""
+        for hold in self.holds.values():
+            if hold.status == "active" and hold.expires_at <= now:
+                self.end(hold, captured=0, status="expired")
         for lot in self.lots.values():
             if lot.expires_at is not None and lot.expires_at <= now:
                 lot.remaining = 0
 
-    def spending_order(self) -> list[ModelLot]:
-        open_lots = [lot for lot in self.lots.values() if lot.remaining > 0]
-        never = datetime.max.replace(tzinfo=open_lots[0].created_at.tzinfo) if open_lots else None
-        return sorted(open_lots, key=lambda lot: (lot.expires_at or never, lot.created_at, lot.id))
+    def _order(self, lot: ModelLot) -> tuple:
+        return (lot.expires_at is None, lot.expires_at or lot.created_at, lot.created_at, lot.id)
 
-    def spend(self, amount: int) -> None:
+    def spending_order(self) -> list[ModelLot]:
+        return sorted((lot for lot in self.lots.values() if lot.remaining > 0), key=self._order)
+
+    def spend(self, amount: int) -> dict[int, int]:
+        taken = {}
         for lot in self.spending_order():
-            taken = min(amount, lot.remaining)
-            lot.remaining -= taken
-            amount -= taken
+            if amount == 0:
+                break
+            taken[lot.id] = min(amount, lot.remaining)
+            lot.remaining -= taken[lot.id]
+            amount -= taken[lot.id]
+        return taken
+
+    def end(self, hold: ModelHold, *, captured: int, status: str) -> None:
+        """Keep `captured` of the hold's credits, those of its lots first in spending order; give the rest back."""
+        for lot in sorted((self.lots[lot_id] for lot_id in hold.taken), key=self._order):
+            kept = min(captured, hold.taken[lot.id])
+            captured -= kept
+            lot.remaining += hold.taken[lot.id] - kept
+        hold.status = status
 
 
 def attempt(call: Callable[[], LedgerResult]) -> LedgerResult | DomainError:
@@ -108,10 +147,10 @@ class LedgerMachine(RuleBasedStateMachine):
         self.model.expire(self.now)
         self.touched_at = self.now
 
-    def _call(
-        self, operation: Callable[..., LedgerResult], keyed: bool, **arguments: Any
-    ) -> LedgerResult | DomainError:
+    def _call(self, operation: Callable[..., Any], keyed: bool, **arguments: Any) -> Any:
         arguments = {**self.ids, "now": self.now, **arguments}
+        if operation in (holds.capture_hold, holds.release_hold):
+            del arguments["customer_id"]
         if keyed:
             arguments["idempotency_key"] = f"key-{len(self.keyed)}"
         outcome = attempt(lambda: operation(**arguments))
@@ -207,13 +246,63 @@ class LedgerMachine(RuleBasedStateMachine):
         else:
             assert (result.kind, result.delta, result.balance_after) == ("refund", -had, self.model.balance)
 
+    @rule(amount=st.integers(min_value=1, max_value=40), expires_in=st.sampled_from([60, 3600, 86_400]), keyed=keys)
+    def place_hold(self, amount: int, expires_in: int, keyed: bool) -> None:
+        self._touch()
+        outcome = self._call(holds.place_hold, keyed, amount=amount, actor=API_KEY, reason="job", expires_in=expires_in)
+        if self.model.suspended:
+            assert isinstance(outcome, CustomerSuspended), outcome
+        elif amount > self.model.balance:
+            assert isinstance(outcome, InsufficientCredits), outcome
+        else:
+            assert isinstance(outcome, holds.HoldSummary), outcome
+            expires_at = self.now + timedelta(seconds=expires_in)
+            self.model.holds[outcome.id] = ModelHold(amount, self.model.spend(amount), expires_at)
+            assert (outcome.amount, outcome.status, outcome.expires_at) == (amount, "active", expires_at)
+
+    @precondition(lambda self: self.model.holds)
+    @rule(data=st.data(), part=st.none() | st.integers(min_value=1, max_value=45), keyed=keys)
+    def capture_hold(self, data: st.DataObject, part: int | None, keyed: bool) -> None:
+        hold_id = data.draw(st.sampled_from(sorted(self.model.holds)))
+        self._touch()
+        outcome = self._call(holds.capture_hold, keyed, hold_id=hold_id, amount=part, actor=API_KEY, reason="done")
+        hold = self.model.holds[hold_id]
+        captured = hold.amount if part is None else part
+        if hold.status != "active":
+            assert isinstance(outcome, HoldClosed), outcome
+        elif captured > hold.amount:
+            assert isinstance(outcome, HoldExceeded), outcome
+        else:
+            before = self.model.balance
+            self.model.end(hold, captured=captured, status="captured")
+            hold.captured = captured
+            assert isinstance(outcome, holds.HoldEnding), outcome
+            assert outcome.transaction.delta == self.model.balance - before == hold.amount - captured
+            self.model.expire(self.now)  # credits given back to a lot whose time passed expire at once
+            assert outcome.hold.captured == captured
+
+    @precondition(lambda self: self.model.holds)
+    @rule(data=st.data(), keyed=keys)
+    def release_hold(self, data: st.DataObject, keyed: bool) -> None:
+        hold_id = data.draw(st.sampled_from(sorted(self.model.holds)))
+        self._touch()
+        outcome = self._call(holds.release_hold, keyed, hold_id=hold_id, actor=API_KEY)
+        hold = self.model.holds[hold_id]
+        if hold.status != "active":
+            assert isinstance(outcome, HoldClosed), outcome
+        else:
+            self.model.end(hold, captured=0, status="released")
+            self.model.expire(self.now)
+            assert isinstance(outcome, holds.HoldEnding), outcome
+            assert (outcome.transaction.delta, outcome.hold.status) == (hold.amount, "released")
+
     @rule()
     def toggle_suspension(self) -> None:
         change = reactivate_customer if self.model.suspended else suspend_customer
         assert change(**self.ids, now=self.now).status == ("active" if self.model.suspended else "suspended")
         self.model.suspended = not self.model.suspended
 
-    @rule(hours=st.integers(min_value=1, max_value=24), read=st.sampled_from([None, "balance", "entries"]))
+    @rule(hours=st.integers(min_value=1, max_value=24), read=st.sampled_from([None, "balance", "entries", "holds"]))
     def move_clock(self, hours: int, read: str | None) -> None:
         """Time passes; maybe someone reads the customer (which expires what fell due)."""
         self.now += timedelta(hours=hours)
@@ -222,10 +311,14 @@ class LedgerMachine(RuleBasedStateMachine):
         self._touch()
         if read == "balance":
             view = get_balance(**self.ids, now=self.now)
-            assert view.balance == self.model.balance
+            assert (view.balance, view.held) == (self.model.balance, self.model.held)
             assert [(lot.id, lot.remaining) for lot in view.lots] == [
                 (lot.id, lot.remaining) for lot in self.model.spending_order()
             ]
+        elif read == "holds":
+            page = holds.list_holds(**self.ids, status="active", now=self.now)
+            active = sorted((hold_id for hold_id, hold in self.model.holds.items() if hold.status == "active"))
+            assert [summary.id for summary in page.holds] == active[::-1]
         else:
             page = list_entries(**self.ids, limit=100, now=self.now)
             assert [entry.id for entry in page.entries] == [
@@ -234,7 +327,9 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule()
     def sweep(self) -> None:
+        """What `python -m litesubs expire-credits` (and the worker) does: release due holds, expire due lots."""
         self._touch()
+        holds.release_expired(now=self.now, engine=self.engine)
         expire_due_credits(now=self.now, engine=self.engine)
 
     @precondition(lambda self: self.keyed)
@@ -243,16 +338,22 @@ class LedgerMachine(RuleBasedStateMachine):
         """The same key with the same request: the first outcome again, and nothing changes."""
         operation, arguments, first = data.draw(st.sampled_from(self.keyed))
         again = attempt(lambda: operation(**arguments))
-        if isinstance(first, LedgerResult):
+        if isinstance(first, holds.HoldEnding):
+            assert again == replace(
+                first, transaction=replace(first.transaction, replayed=True), hold=replace(first.hold, replayed=True)
+            )
+            assert again.replayed
+        elif isinstance(first, LedgerResult | holds.HoldSummary):
             assert again == replace(first, replayed=True)
         else:
             assert (type(again), again.message) == (type(first), first.message)
 
-    @precondition(lambda self: self.keyed)
+    @precondition(lambda self: any("reason" in arguments for _operation, arguments, _first in self.keyed))
     @rule(data=st.data())
     def reuse_key(self, data: st.DataObject) -> None:
         """The same key with another request: a conflict, and nothing changes."""
-        operation, arguments, _first = data.draw(st.sampled_from(self.keyed))
+        with_reason = [keyed for keyed in self.keyed if "reason" in keyed[1]]
+        operation, arguments, _first = data.draw(st.sampled_from(with_reason))
         changed = {**arguments, "reason": arguments["reason"] + " (edited)"}
         assert isinstance(attempt(lambda: operation(**changed)), IdempotencyConflict)
 
@@ -267,6 +368,12 @@ class LedgerMachine(RuleBasedStateMachine):
                 lot.id: lot.remaining for lot in self.model.lots.values()
             }
         assert balance_of(self.engine, self.customer.id) == self.model.balance
+        with Session(self.engine) as session:
+            assert session.get(Customer, self.customer.id).held == self.model.held
+            stored = session.exec(select(Hold).where(Hold.customer_id == self.customer.id))
+            assert {hold.id: (hold.status, hold.captured) for hold in stored} == {
+                hold_id: (hold.status, hold.captured) for hold_id, hold in self.model.holds.items()
+            }
 
 
 def test_random_ledger_histories_keep_every_invariant(engine: Engine) -> None:

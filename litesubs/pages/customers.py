@@ -334,17 +334,34 @@ def _customer_file() -> rx.Component:
                     spacing="1",
                 ),
                 rx.spacer(),
-                rx.vstack(
-                    rx.text("Balance", size="2", color_scheme="gray"),
-                    rx.text(
-                        customer["balance"],
-                        size="8",
-                        weight="bold",
-                        class_name="tabular-nums",
-                        data_testid="customer-balance",
+                rx.hstack(
+                    rx.vstack(
+                        rx.text("Held", size="2", color_scheme="gray"),
+                        rx.text(
+                            customer["held"],
+                            size="8",
+                            weight="bold",
+                            color_scheme="gray",
+                            class_name="tabular-nums",
+                            data_testid="customer-held",
+                        ),
+                        align="end",
+                        spacing="0",
                     ),
+                    rx.vstack(
+                        rx.text("Balance", size="2", color_scheme="gray"),
+                        rx.text(
+                            customer["balance"],
+                            size="8",
+                            weight="bold",
+                            class_name="tabular-nums",
+                            data_testid="customer-balance",
+                        ),
+                        align="end",
+                        spacing="0",
+                    ),
+                    spacing="6",
                     align="end",
-                    spacing="0",
                 ),
                 direction=rx.breakpoints(initial="column", sm="row"),
                 gap="4",
@@ -384,6 +401,22 @@ def _customer_file() -> rx.Component:
             ),
         ),
         _section(
+            "Active holds",
+            "No active holds. Your software can reserve credits before long work through the API "
+            "(POST /api/v1/customers/{id}/holds); they show here, out of the balance, until captured or released.",
+            CustomerState.holds,
+            _simple_table(
+                ["Held", "Reason", "Expires", "Placed"],
+                CustomerState.holds,
+                lambda hold: [
+                    rx.table.cell(hold["amount"], class_name="tabular-nums"),
+                    rx.table.cell(hold["reason"]),
+                    rx.table.cell(local_time(hold["expires"])),
+                    rx.table.cell(local_time(hold["created"])),
+                ],
+            ),
+        ),
+        _section(
             "Purchases",
             "No purchases yet.",
             CustomerState.purchases,
@@ -412,7 +445,9 @@ def _customer_file() -> rx.Component:
                     rx.table.cell(
                         rx.text(
                             e["delta"],
-                            color_scheme=rx.cond(e["positive"], "green", "red"),
+                            color_scheme=rx.cond(
+                                e["tone"] == "green", "green", rx.cond(e["tone"] == "red", "red", "gray")
+                            ),
                             weight="medium",
                             class_name="tabular-nums",
                         )

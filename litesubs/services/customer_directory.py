@@ -17,9 +17,10 @@ from sqlalchemy.orm import InstrumentedAttribute
 from sqlmodel import Session, select
 
 from litesubs.db import read_session
-from litesubs.models import ApiKey, Customer, LedgerEntry, Pack, Purchase, User
+from litesubs.models import ApiKey, Customer, Hold, LedgerEntry, Pack, Purchase, User
 from litesubs.services.errors import InvalidRequest
-from litesubs.services.ledger import CustomerBalance, LedgerPage, get_balance, list_entries
+from litesubs.services.holds import HoldSummary, list_holds
+from litesubs.services.ledger import MAX_PAGE_SIZE, CustomerBalance, LedgerPage, get_balance, list_entries
 
 PAGE_SIZES = (25, 50, 100)
 SORTS = {
@@ -77,6 +78,7 @@ class CustomerFile:
     row: CustomerRow
     balance: CustomerBalance
     purchases: list[PurchaseLine]
+    holds: list[HoldSummary]  # active, newest first
 
 
 def list_customers(
@@ -118,8 +120,12 @@ def list_customers(
 
 
 def customer_file(*, creator_id: int, customer_id: int, engine: Engine | None = None) -> CustomerFile:
-    """One customer of this creator (`NotFound` for anyone else's): balance, lots and purchases."""
+    """One customer of this creator (`NotFound` for anyone else's): balance, held credits, lots, active holds and
+    purchases."""
     balance = get_balance(creator_id=creator_id, customer_id=customer_id, engine=engine)
+    holds = list_holds(
+        creator_id=creator_id, customer_id=customer_id, status="active", limit=MAX_PAGE_SIZE, engine=engine
+    )
     with read_session(engine) as session:
         customer, user = session.exec(
             select(Customer, User).join(User, User.id == Customer.buyer_id).where(Customer.id == customer_id)
@@ -138,17 +144,43 @@ def customer_file(*, creator_id: int, customer_id: int, engine: Engine | None = 
             PurchaseLine(p.id, name, p.amount, p.currency, p.credits, p.status, p.created_at, p.paid_at)
             for p, name in purchases
         ],
+        holds=list(holds.holds),
     )
 
 
 def customer_ledger(
     *, creator_id: int, customer_id: int, cursor: str | None = None, limit: int = 25, engine: Engine | None = None
-) -> tuple[LedgerPage, dict[int, str]]:
-    """A page of the customer's ledger and a readable name for who made each change."""
+) -> tuple[LedgerPage, dict[int, str], dict[int, str]]:
+    """A page of the customer's ledger, a readable name for who made each change, and what each change was."""
     page = list_entries(creator_id=creator_id, customer_id=customer_id, cursor=cursor, limit=limit, engine=engine)
     with read_session(engine) as session:
         names = actor_names(session, creator_id, page.entries)
-    return page, names
+        hold_ids = {entry.hold_id for entry in page.entries if entry.hold_id is not None}
+        holds = {hold.id: hold for hold in session.exec(select(Hold).where(Hold.id.in_(hold_ids)))} if hold_ids else {}
+    return page, names, {entry.id: _what(entry, holds.get(entry.hold_id)) for entry in page.entries}
+
+
+_KINDS = {
+    "purchase": "Purchase",
+    "adjustment": "Adjustment",
+    "debit": "Spent",
+    "credit": "Granted",
+    "refund": "Refunded",
+    "expiry": "Expired",
+}
+
+
+def _what(entry: LedgerEntry, hold: Hold | None) -> str:
+    """A ledger entry in words; a hold's entries say how much it held, spent and gave back."""
+    if hold is None:
+        return _KINDS.get(entry.kind, entry.kind.capitalize())
+    if entry.kind == "hold":
+        return f"Held {hold.amount:,} credits"
+    if entry.kind == "capture":
+        return f"Captured {hold.captured:,} of {hold.amount:,} held; {hold.amount - hold.captured:,} back"
+    if hold.status == "expired":
+        return f"Hold expired: {hold.amount:,} credits back"
+    return f"Released {hold.amount:,} held credits"
 
 
 def actor_names(

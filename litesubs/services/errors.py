@@ -56,6 +56,22 @@ class InsufficientCredits(DomainError):
     default_message = "The customer does not have enough credits."
 
 
+class HoldClosed(DomainError):
+    """The hold was already captured, released or expired: a hold ends once."""
+
+    code = "hold_closed"
+    status = 409
+    default_message = "This hold has already ended."
+
+
+class HoldExceeded(DomainError):
+    """A capture of more credits than the hold holds; nothing changed."""
+
+    code = "hold_exceeded"
+    status = 409
+    default_message = "The capture is larger than the hold."
+
+
 class IdempotencyConflict(DomainError):
     code = "idempotency_conflict"
     status = 409

@@ -13,6 +13,11 @@ Credits live in lots (one per purchase or grant). The rules, from DESIGN.md:
   `expiry` entry. This happens lazily whenever the customer is read or written, and for the whole
   database through `expire_due_credits` (`python -m litesubs expire-credits`).
 - An operation carrying an idempotency key runs at most once per creator (see `idempotency`).
+- Holds (`holds`) reserve credits: a hold takes them from the lots like a spend (so the balance is what can
+  be spent or held now, and `held` counts the rest apart) and gives what it does not spend back to the same
+  lots. A hold past its expiry is released like a lot expires: lazily, and by a sweep. `holds` builds on
+  this module's pieces: `_change_credits`, `lock_customer`, `_take_from_lots`, `_give_back_to_lots`, `_record`,
+  and for its own hot paths the debit's lock statement and statement parts (`_lots_to_take`, `_single_lot`).
 
 `grant`, `debit`, `adjust`, `get_balance` and `list_entries` are each one transaction, except that on
 PostgreSQL concurrent debits of one customer may share one (see "The debit's hot path" below).
@@ -26,13 +31,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any
+from typing import Any, Protocol, Self, TypeVar
 
 from sqlalchemy import (
+    CTE,
     BigInteger,
     ColumnElement,
     Engine,
     Row,
+    ScalarSelect,
     Select,
     Text,
     bindparam,
@@ -46,12 +53,20 @@ from sqlalchemy import (
 from sqlmodel import Session, select
 
 from litesubs.db import get_engine, read_connection, read_session, write_session
-from litesubs.models import CreditLot, Customer, LedgerEntry, utcnow
+from litesubs.models import CreditLot, Customer, Hold, LedgerEntry, utcnow
 from litesubs.services import idempotency
 from litesubs.services.coalescing import Coalescer
 from litesubs.services.cursors import decode_cursor, encode_cursor
 from litesubs.services.customers import ensure_active, lock_customer_row
-from litesubs.services.errors import CustomerSuspended, InsufficientCredits, InvalidRequest, NotFound
+from litesubs.services.errors import (
+    CustomerSuspended,
+    DomainError,
+    HoldClosed,
+    HoldExceeded,
+    InsufficientCredits,
+    InvalidRequest,
+    NotFound,
+)
 
 MAX_AMOUNT = 1_000_000_000
 MAX_REASON_LENGTH = 500
@@ -59,9 +74,8 @@ MAX_PAGE_SIZE = 100
 ACTOR_TYPES = ("creator", "api_key", "stripe", "system", "buyer")
 
 # Business refusals: stored with an idempotency key and replayed, unlike malformed requests.
-_REFUSALS: dict[str, type[InsufficientCredits | CustomerSuspended]] = {
-    InsufficientCredits.code: InsufficientCredits,
-    CustomerSuspended.code: CustomerSuspended,
+_REFUSALS: dict[str, type[DomainError]] = {
+    refusal.code: refusal for refusal in (InsufficientCredits, CustomerSuspended, HoldClosed, HoldExceeded)
 }
 
 
@@ -91,6 +105,7 @@ class LedgerResult:
     balance_after: int
     lot_id: int | None
     created_at: datetime
+    hold_id: int | None = None
     replayed: bool = False
 
     @classmethod
@@ -103,6 +118,7 @@ class LedgerResult:
             balance_after=entry.balance_after,
             lot_id=entry.lot_id,
             created_at=entry.created_at,
+            hold_id=entry.hold_id,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -128,10 +144,12 @@ class LotSummary:
 
 @dataclass(frozen=True)
 class CustomerBalance:
-    """A customer's balance and unexpired lots, in the order they will be spent."""
+    """A customer's balance (what can be spent or held now), credits in active holds, and unexpired lots, in the
+    order they will be spent."""
 
     customer_id: int
     balance: int
+    held: int
     status: str
     lots: tuple[LotSummary, ...]
 
@@ -159,6 +177,7 @@ class _Cause:
     reason: str
     now: datetime
     idempotency_key: str | None = None
+    hold_id: int | None = None
 
 
 def parse_credits(text: str, *, field: str = "amount") -> int:
@@ -276,10 +295,10 @@ def adjust(
 def get_balance(
     *, creator_id: int, customer_id: int, now: datetime | None = None, engine: Engine | None = None
 ) -> CustomerBalance:
-    """The customer's balance, status and unexpired lots (in spending order), after expiring what is due.
+    """The customer's balance, held credits, status and unexpired lots (in spending order), after expiring what is due.
 
-    Balance checks are frequent and rarely find a lot due, so they read first, without a lock, in one
-    statement (one snapshot of customer and lots); only when a lot is due do they take the lock and expire it.
+    Balance checks are frequent and rarely find a lot or hold due, so they read first, without a lock, in one
+    statement (one snapshot of customer and lots); only when something is due do they take the lock and expire it.
     """
     now = now or utcnow()
     with read_connection(engine) as connection:
@@ -288,15 +307,13 @@ def get_balance(
         raise NotFound("No such customer.")
     if not _has_due_lots(rows[0], now):
         lots = [row for row in rows if row.id is not None]
-        return _balance_of(customer_id, balance=rows[0].balance, status=rows[0].status, lots=lots)
+        return _balance_of(customer_id, rows[0], lots=lots)
     with write_session(engine) as session:
         customer = lock_customer(session, creator_id=creator_id, customer_id=customer_id, now=now)
-        return _balance_of(
-            customer.id, balance=customer.balance, status=customer.status, lots=_open_lots(session, customer.id)
-        )
+        return _balance_of(customer.id, customer, lots=_open_lots(session, customer.id))
 
 
-def _balance_of(customer_id: int, *, balance: int, status: str, lots: Iterable[Any]) -> CustomerBalance:
+def _balance_of(customer_id: int, customer: Customer | Row, *, lots: Iterable[Any]) -> CustomerBalance:
     """The balance with its open lots, given in spending order (lot rows or `CreditLot`s)."""
     summaries = tuple(
         LotSummary(
@@ -309,7 +326,9 @@ def _balance_of(customer_id: int, *, balance: int, status: str, lots: Iterable[A
         )
         for lot in lots
     )
-    return CustomerBalance(customer_id=customer_id, balance=balance, status=status, lots=summaries)
+    return CustomerBalance(
+        customer_id=customer_id, balance=customer.balance, held=customer.held, status=customer.status, lots=summaries
+    )
 
 
 def list_entries(
@@ -429,12 +448,17 @@ def take_back_lot(
 
 
 def expire_due_lots(session: Session, customer: Customer, *, now: datetime) -> list[LedgerResult]:
-    """Expire the locked customer's lots whose time has come: one `expiry` entry per lot that still held credits.
+    """Expire what fell due for the locked customer: first its holds past their expiry give their credits back
+    (see `holds`), then its lots whose time has come lose what they hold, one `expiry` entry per lot.
 
-    Skipped without a query while `customer.next_expiry_at` is in the future (or unset).
+    Returns the expiry entries. Skipped without a query while `customer.next_expiry_at` is in the future (or unset).
     """
     if not _has_due_lots(customer, now):
         return []
+    if customer.held:
+        from litesubs.services import holds  # holds builds on this module; only a due hold needs it back
+
+        holds.end_due_holds(session, customer, now=now)
     due = session.exec(
         select(CreditLot)
         .where(CreditLot.customer_id == customer.id, CreditLot.remaining > 0, CreditLot.expires_at <= now)
@@ -443,9 +467,12 @@ def expire_due_lots(session: Session, customer: Customer, *, now: datetime) -> l
     )
     cause = _Cause("expiry", SYSTEM, "Credits expired.", now)
     expired = [_empty_lot(session, customer, lot, cause=cause) for lot in due.all()]
-    customer.next_expiry_at = session.exec(
-        select(func.min(CreditLot.expires_at)).where(CreditLot.customer_id == customer.id, CreditLot.remaining > 0)
-    ).one()
+    soonest_lot = select(func.min(CreditLot.expires_at)).where(
+        CreditLot.customer_id == customer.id, CreditLot.remaining > 0
+    )
+    soonest_hold = select(func.min(Hold.expires_at)).where(Hold.customer_id == customer.id, Hold.status == "active")
+    expiries = session.exec(soonest_lot).one(), session.exec(soonest_hold).one() if customer.held else None
+    customer.next_expiry_at = min((moment for moment in expiries if moment is not None), default=None)
     session.add(customer)
     return expired
 
@@ -456,10 +483,12 @@ def expire_due_lots(session: Session, customer: Customer, *, now: datetime) -> l
 _SPENDING_ORDER = (CreditLot.expires_at.asc().nulls_last(), CreditLot.created_at, CreditLot.id)
 
 
-# `get_balance`'s read: the customer's balance, status and next expiry, with its open lots in spending order.
+# `get_balance`'s read: the customer's balance, held credits, status and next expiry, with its open lots in
+# spending order.
 _BALANCE = (
     select(
         Customer.balance,
+        Customer.held,
         Customer.status,
         Customer.next_expiry_at,
         *(
@@ -475,7 +504,8 @@ _BALANCE = (
 
 
 def _has_due_lots(customer: Customer | Row, now: datetime) -> bool:
-    """Whether a lot may be due: `next_expiry_at` is never later than the soonest expiry of a lot holding credits."""
+    """Whether a lot or hold may be due: `next_expiry_at` is never later than the soonest expiry of a lot holding
+    credits or of an active hold."""
     return customer.next_expiry_at is not None and customer.next_expiry_at <= now
 
 
@@ -520,11 +550,32 @@ def _add_lot(
 
 def _spend(session: Session, customer: Customer, amount: int, *, cause: _Cause) -> LedgerResult:
     """Take `amount` from the open lots in spending order: one entry, naming the lot if only one was touched."""
+    taken = _take_from_lots(session, customer, amount)
+    return _record(session, customer, delta=-amount, lot_id=taken[0].id if len(taken) == 1 else None, cause=cause)
+
+
+def _take_from_lots(session: Session, customer: Customer, amount: int) -> list[Row]:
+    """Take `amount` from the open lots in spending order, refused whole if the balance is lower: rows of
+    (id, take). The caller records the change (`_record`)."""
     if amount > customer.balance:
         raise _insufficient(customer.balance, amount)
     taken = session.exec(_lots_to_take(customer.id, amount)).all()
     session.connection().execute(_TAKE_FROM_LOT, [{"lot_id": lot_id, "take": take} for lot_id, take in taken])
-    return _record(session, customer, delta=-amount, lot_id=taken[0].id if len(taken) == 1 else None, cause=cause)
+    return list(taken)
+
+
+def _give_back_to_lots(
+    session: Session, customer: Customer, credits: Iterable[tuple[int, int, datetime | None]]
+) -> None:
+    """Put credits taken earlier back into their lots: (lot id, credits, the lot's expiry) each. The caller records
+    the change (`_record`), then calls `expire_due_lots`, which expires what went back to a lot whose time passed."""
+    credits = list(credits)
+    if not credits:
+        return
+    session.connection().execute(_TAKE_FROM_LOT, [{"lot_id": lot_id, "take": -back} for lot_id, back, _ in credits])
+    for _lot_id, _back, expires_at in credits:
+        if expires_at is not None and (customer.next_expiry_at is None or expires_at < customer.next_expiry_at):
+            customer.next_expiry_at = expires_at
 
 
 def _lots_to_take(customer_id: int | ColumnElement[int], amount: int | ColumnElement[int]) -> Select:
@@ -559,7 +610,7 @@ def _record(session: Session, customer: Customer, *, delta: int, lot_id: int | N
     customer.balance += delta
     customer.updated_at = cause.now
     fields = _entry_fields(customer.creator_id, customer.id, delta=delta, balance_after=customer.balance, cause=cause)
-    entry = LedgerEntry(**fields, lot_id=lot_id)
+    entry = LedgerEntry(**fields, lot_id=lot_id, hold_id=cause.hold_id)
     session.add(customer)
     session.add(entry)
     session.flush()
@@ -600,18 +651,24 @@ def _change_credits(
     customer_id: int,
     request: dict[str, Any],
     cause: _Cause,
-    change: Callable[[Session, Customer], LedgerResult],
-) -> LedgerResult:
+    change: Callable[[Session, Customer], Outcome],
+    result_type: type[Outcome] = LedgerResult,  # type: ignore[assignment]
+    fingerprint_customer: bool = True,
+) -> Outcome:
     """Run `change` on the locked, up-to-date customer in one transaction, once per idempotency key.
 
     A business refusal is committed like a success (with its idempotency record and any expiry that
     was due) and raised after the commit; replaying a key raises the stored refusal again, marked `replayed`.
+    `change` returns a `LedgerResult`, or another `result_type` that stores and replays the same way (holds).
+    The key fingerprints `request` with the customer, unless `request` names something that has only one
+    customer (a hold) and `fingerprint_customer` is False.
     """
     key = cause.idempotency_key
     with write_session(engine) as session:
         outcome = None
         if key is not None:
-            request = {**request, "customer_id": customer_id}
+            if fingerprint_customer:
+                request = {**request, "customer_id": customer_id}
             outcome = idempotency.claim(
                 session, creator_id=creator_id, key=idempotency.check_key(key), request=request, now=cause.now
             )
@@ -621,28 +678,43 @@ def _change_credits(
             outcome = _outcome_of(change, session, customer)
             if key is not None:
                 idempotency.remember(session, creator_id=creator_id, key=key, outcome=outcome)
-    return _delivered(outcome, replayed=replayed)
+    return _delivered(outcome, replayed=replayed, result_type=result_type)
 
 
-def _delivered(outcome: dict[str, Any], *, replayed: bool) -> LedgerResult:
+class _Stored(Protocol):
+    """A change's result as an idempotency record stores it and a replay returns it."""
+
+    def to_json(self) -> dict[str, Any]: ...
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], *, replayed: bool) -> Self: ...
+
+
+Outcome = TypeVar("Outcome", bound=_Stored)
+
+
+def _delivered(
+    outcome: dict[str, Any],
+    *,
+    replayed: bool,
+    result_type: type[Outcome] = LedgerResult,  # type: ignore[assignment]
+) -> Outcome:
     """The committed outcome of a change: its result, or its refusal raised (both marked `replayed` if so)."""
     if "refusal" in outcome:
         refusal = _REFUSALS[outcome["refusal"]](outcome["message"])
         refusal.replayed = replayed
         raise refusal
-    return LedgerResult.from_json(outcome["result"], replayed=replayed)
+    return result_type.from_json(outcome["result"], replayed=replayed)
 
 
-def _outcome_of(
-    change: Callable[[Session, Customer], LedgerResult], session: Session, customer: Customer
-) -> dict[str, Any]:
+def _outcome_of(change: Callable[[Session, Customer], _Stored], session: Session, customer: Customer) -> dict[str, Any]:
     try:
         return {"result": change(session, customer).to_json()}
-    except (InsufficientCredits, CustomerSuspended) as refusal:
+    except tuple(_REFUSALS.values()) as refusal:
         return _refusal_outcome(refusal)
 
 
-def _refusal_outcome(refusal: InsufficientCredits | CustomerSuspended) -> dict[str, Any]:
+def _refusal_outcome(refusal: DomainError) -> dict[str, Any]:
     return {"refusal": refusal.code, "message": refusal.message}
 
 
@@ -754,7 +826,7 @@ def _debit_statements(*, with_key: bool) -> tuple[Select, Select]:
         .cte("spent")
     )
     moved = _MOVE_BALANCE.returning(Customer.id).cte("moved")
-    single_lot = select(case((func.count() == 1, func.min(taken.c.id)))).select_from(taken).scalar_subquery()
+    single_lot = _single_lot(taken)
     entry = (
         insert(LedgerEntry)
         .values({**{column: bindparam(f"entry_{column}") for column in _ENTRY_COLUMNS}, "lot_id": single_lot})
@@ -774,6 +846,11 @@ def _debit_statements(*, with_key: bool) -> tuple[Select, Select]:
     )
     remembered = idempotency.REMEMBER.values(outcome=cast(select(outcome).scalar_subquery(), Text)).cte("remembered")
     return lock, spend.add_cte(remembered)
+
+
+def _single_lot(taken: CTE) -> ScalarSelect[int | None]:
+    """The one lot a spend took from (rows of id and take), or NULL where it took from several."""
+    return select(case((func.count() == 1, func.min(taken.c.id)))).select_from(taken).scalar_subquery()
 
 
 def _debit_together(debits: list[_Debit]) -> list[dict[str, Any] | None]:

@@ -9,7 +9,7 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
 from litesubs.db import read_session
-from litesubs.models import Customer, LedgerEntry, Pack, Purchase, utcnow
+from litesubs.models import Customer, Hold, LedgerEntry, Pack, Purchase, utcnow
 
 CHART_DAYS = 30
 # What a sale earns its creator: the price paid, less the platform's fee (platform mode; 0 otherwise).
@@ -54,6 +54,9 @@ def creator_overview(*, creator_id: int, engine: Engine | None = None, now: date
             select(func.coalesce(func.sum(-LedgerEntry.delta), 0)).where(
                 LedgerEntry.creator_id == creator_id, LedgerEntry.kind == "debit"
             )
+        ).one()
+        credits_spent += session.exec(  # what captured holds spent
+            select(func.coalesce(func.sum(Hold.captured), 0)).where(Hold.creator_id == creator_id)
         ).one()
         pack_count = session.exec(select(func.count()).where(Pack.creator_id == creator_id)).one()
         chart_currency = revenue_rows[0][0] if revenue_rows else None

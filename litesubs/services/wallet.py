@@ -34,7 +34,7 @@ class WalletPurchase:
 @dataclass(frozen=True)
 class WalletEntry:
     created_at: datetime
-    kind: str  # purchase | adjustment | debit | credit | refund | expiry
+    kind: str  # purchase | adjustment | debit | credit | refund | expiry | hold | capture | release
     delta: int
     balance_after: int
     reason: str

@@ -110,6 +110,7 @@ class CustomerState(SessionState):
     loaded: bool = False
     customer: dict = {}
     lots: list[dict] = []
+    holds: list[dict] = []
     purchases: list[dict] = []
     entries: list[dict] = []
     has_more_entries: bool = False
@@ -121,7 +122,7 @@ class CustomerState(SessionState):
     def _load_file(self, creator_id: int) -> None:
         file = directory.customer_file(creator_id=creator_id, customer_id=self._customer_id)
         row = _row(file.row)
-        self.customer = {**row, "balance_number": file.row.balance}
+        self.customer = {**row, "balance_number": file.row.balance, "held": format_count(file.balance.held)}
         self.lots = [
             {
                 "source": "Purchase" if lot.source == "purchase" else "Grant",
@@ -131,6 +132,15 @@ class CustomerState(SessionState):
                 "created": iso(lot.created_at),
             }
             for lot in file.balance.lots
+        ]
+        self.holds = [
+            {
+                "amount": format_count(hold.amount),
+                "reason": hold.reason or "—",
+                "expires": iso(hold.expires_at),
+                "created": iso(hold.created_at),
+            }
+            for hold in file.holds
         ]
         self.purchases = [
             {
@@ -144,7 +154,7 @@ class CustomerState(SessionState):
         ]
 
     def _load_entries(self, creator_id: int, *, more: bool) -> None:
-        page, names = directory.customer_ledger(
+        page, names, what = directory.customer_ledger(
             creator_id=creator_id,
             customer_id=self._customer_id,
             cursor=self._cursor if more else None,
@@ -153,9 +163,9 @@ class CustomerState(SessionState):
         rows = [
             {
                 "when": iso(entry.created_at),
-                "kind": entry.kind,
-                "delta": f"{entry.delta:+,}",
-                "positive": entry.delta > 0,
+                "kind": what[entry.id],
+                "delta": f"{entry.delta:+,}" if entry.delta else "0",
+                "tone": "green" if entry.delta > 0 else "red" if entry.delta < 0 else "gray",
                 "balance_after": format_count(entry.balance_after),
                 "reason": entry.reason or "—",
                 "who": names[entry.id],

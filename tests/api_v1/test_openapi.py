@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 
 from litesubs.models import utcnow
+from litesubs.services import holds
 from litesubs.services.customers import get_or_create_customer
 from litesubs.services.ledger import Actor, grant
 from tests.api_v1.conftest import API_PREFIX, Creator
@@ -26,6 +27,11 @@ OPERATIONS = [
     "POST /customers/{ref}/debit",
     "POST /customers/{ref}/credit",
     "GET /customers/{ref}/transactions",
+    "POST /customers/{ref}/holds",
+    "GET /customers/{ref}/holds",
+    "GET /holds/{hold_id}",
+    "POST /holds/{hold_id}/capture",
+    "POST /holds/{hold_id}/release",
     "GET /packs",
 ]
 EXAMPLES_PER_MODE = 40
@@ -54,14 +60,18 @@ def api_key_auth(secret: str) -> type:
 
 
 @pytest.fixture
-def real_customer_email(creator: Creator) -> str:
-    """A customer of the creator with plenty of credits (and a pack), so generated calls also succeed."""
+def real_customer(creator: Creator) -> tuple[str, str]:
+    """A customer of the creator with plenty of credits, an active hold (and a pack), so generated calls also
+    succeed: the buyer's email and the hold's id."""
     buyer = create_user(creator.engine, name="Generated Buyer")
     customer = get_or_create_customer(creator_id=creator.user.id, buyer_id=buyer.id, engine=creator.engine)
     actor = Actor("creator", creator.user.id)
     grant(creator_id=creator.user.id, customer_id=customer.id, amount=10**8, actor=actor, engine=creator.engine)
+    hold = holds.place_hold(
+        creator_id=creator.user.id, customer_id=customer.id, amount=10**6, actor=actor, engine=creator.engine
+    )
     make_pack(creator.engine, creator.user.id)
-    return buyer.email
+    return buyer.email, hold.public_id
 
 
 @pytest.mark.parametrize(
@@ -75,15 +85,18 @@ def real_customer_email(creator: Creator) -> str:
     ids=str,
 )
 def test_the_api_behaves_as_its_openapi_document_says(
-    creator: Creator, real_customer_email: str, api_url: str, label: str, mode: GenerationMode
+    creator: Creator, real_customer: tuple[str, str], api_url: str, label: str, mode: GenerationMode
 ) -> None:
-    """Valid data for unknown and real customers, and invalid data, each answered as documented."""
+    """Valid data for unknown and real customers and holds, and invalid data, each answered as documented."""
     schema = schemathesis.openapi.from_url(f"{api_url}{API_PREFIX}/openapi.json")
     schema.auth()(api_key_auth(creator.secret))
     operation = schema.find_operation_by_label(label)
     strategy = operation.as_strategy(mode)
+    email, hold_id = real_customer
     if "{ref}" in label:
-        strategy |= operation.as_strategy(mode, path_parameters={"ref": real_customer_email})
+        strategy |= operation.as_strategy(mode, path_parameters={"ref": email})
+    if "{hold_id}" in label:
+        strategy |= operation.as_strategy(mode, path_parameters={"hold_id": hold_id})
     if mode is GenerationMode.POSITIVE:
         strategy = strategy.filter(meets_rules_beyond_the_schema)
 
@@ -114,6 +127,11 @@ def test_the_document_lists_every_operation_with_auth_and_error_responses(api_ur
         ("POST", "/customers/{ref}/debit"),
         ("POST", "/customers/{ref}/credit"),
         ("GET", "/customers/{ref}/transactions"),
+        ("POST", "/customers/{ref}/holds"),
+        ("GET", "/customers/{ref}/holds"),
+        ("GET", "/holds/{hold_id}"),
+        ("POST", "/holds/{hold_id}/capture"),
+        ("POST", "/holds/{hold_id}/release"),
         ("GET", "/packs"),
     }
     assert document["servers"] == [{"url": API_PREFIX}]
@@ -127,12 +145,26 @@ def test_the_document_lists_every_operation_with_auth_and_error_responses(api_ur
         assert operation["security"] == [{"ApiKey": []}]
         assert {"401", "429"} <= set(operation["responses"])
         for status, response in operation["responses"].items():
-            if status != "200":
+            if status not in {"200", "201"}:
                 assert response["content"]["application/json"]["schema"] == error_ref
     debit = operations[("POST", "/customers/{ref}/debit")]
     assert {"200", "401", "403", "404", "409", "422", "429"} == set(debit["responses"])
     assert [p["name"] for p in debit["parameters"]] == ["ref", "Idempotency-Key"]
     assert "Idempotent-Replayed" in debit["responses"]["200"]["headers"]
+    hold = operations[("POST", "/customers/{ref}/holds")]
+    assert {"201", "401", "403", "404", "409", "422", "429"} == set(hold["responses"])
+    assert "Idempotent-Replayed" in hold["responses"]["201"]["headers"]
+    for ending in ("capture", "release"):
+        responses = operations[("POST", f"/holds/{{hold_id}}/{ending}")]["responses"]
+        assert {"200", "401", "404", "409", "422", "429"} == set(responses)
+        assert "hold_closed" in responses["409"]["description"]
+        assert "hold" in responses["404"]["description"]
+    capture = operations[("POST", "/holds/{hold_id}/capture")]
+    assert "hold_exceeded" in capture["responses"]["409"]["description"]
+    assert [p["name"] for p in capture["parameters"]] == ["hold_id", "Idempotency-Key"]
+    hold_schema = document["components"]["schemas"]["HoldPublic"]["properties"]
+    assert hold_schema["status"]["enum"] == ["active", "captured", "released", "expired"]
+    assert "held" in document["components"]["schemas"]["CustomerDetail"]["properties"]
 
 
 def test_the_docs_page_and_its_assets_are_served_from_here(api_url: str) -> None:

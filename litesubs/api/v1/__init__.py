@@ -29,6 +29,12 @@ and changes nothing; the same key with another body answers 409 `idempotency_con
 kept at least 24 hours. Malformed requests (422) are not remembered, so a corrected retry may
 reuse the key.
 
+**Holds** reserve credits before work whose cost is known only at its end: `POST
+/customers/{ref}/holds` takes them out of `balance` (the customer's `held` counts them), then
+`POST /holds/{id}/capture` spends what the work cost and gives the rest back, or `POST
+/holds/{id}/release` gives everything back. A hold neither captured nor released by its
+`expires_at` gives its credits back on its own. A hold ends once: ending it again is 409 `hold_closed`.
+
 **Errors** are `{"error": {"code": "...", "message": "..."}}` with a stable `code`.
 
 **Pages.** Lists return `next_cursor`; pass it as `cursor` to get the next page.

@@ -3,26 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Response
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from litesubs.api.v1.errors import REPLAYED_HEADER, REPLAYED_HEADER_DOC, responses
 from litesubs.api.v1.rate_limit import API_KEY_LIMITS
 from litesubs.api.v1.schemas import (
+    CaptureRequest,
     CreditRequest,
     CustomerDetail,
     CustomerList,
     DebitRequest,
+    HoldList,
+    HoldPublic,
+    HoldRequest,
+    HoldTransaction,
     PackList,
     PackPublic,
     TransactionList,
     TransactionPublic,
 )
 from litesubs.models import ApiKey
-from litesubs.services import api_keys, ledger
+from litesubs.services import api_keys, holds, ledger
 from litesubs.services.customer_accounts import customer_account, page_customers
 from litesubs.services.customers import customer_id_of
 from litesubs.services.idempotency import MAX_KEY_LENGTH
@@ -67,9 +72,34 @@ IdempotencyKey = Annotated[
         "Kept at least 24 hours.",
     ),
 ]
+HoldId = Annotated[
+    str, Path(min_length=1, max_length=40, description="The hold's id, as placing it answered.", examples=["hold_42"])
+]
 _CHANGE_RESPONSES = {
     200: {"description": "The change, as the ledger recorded it.", "headers": REPLAYED_HEADER_DOC},
     **responses(401, 403, 404, 409, 422, 429, replayable=(403, 409)),
+}
+_HOLD_RESPONSES = {
+    201: {"description": "The hold, active until captured, released or expired.", "headers": REPLAYED_HEADER_DOC},
+    **responses(401, 403, 404, 409, 422, 429, replayable=(403, 409)),
+}
+_HOLD_NOT_FOUND = "`not_found`: no such hold of yours (another creator's holds are not found either)."
+_HOLD_ENDING_RESPONSES = {
+    200: {"description": "The ledger entry that ended the hold, with the hold.", "headers": REPLAYED_HEADER_DOC},
+    **responses(
+        401,
+        404,
+        409,
+        422,
+        429,
+        replayable=(409,),
+        described={
+            404: _HOLD_NOT_FOUND,
+            409: "`hold_closed`: the hold was already captured, released or expired; `hold_exceeded`: the capture "
+            "is larger than the hold (nothing changed); `idempotency_conflict`: this Idempotency-Key came with a "
+            "different request.",
+        },
+    ),
 }
 
 router = APIRouter(tags=["API v1"])
@@ -134,6 +164,85 @@ async def list_transactions(
     )
 
 
+@router.post("/customers/{ref}/holds", status_code=201, response_model=HoldPublic, responses=_HOLD_RESPONSES)
+async def place_hold(
+    ref: CustomerRef, body: HoldRequest, key: CurrentKey, response: Response, idempotency_key: IdempotencyKey = None
+) -> HoldPublic:
+    """Reserve credits before work whose cost is known only at its end: they leave `balance` (so they can be neither
+    spent nor held twice) until the hold is captured, released, or expires after `expires_in` seconds. All of
+    `amount` or, when the balance is lower (409) or the customer suspended (403), nothing."""
+
+    def hold() -> holds.HoldSummary:
+        return holds.place_hold(**_change_by(key, ref=ref, idempotency_key=idempotency_key), **body.model_dump())
+
+    summary = await _blocking(hold)
+    _mark_replayed(summary.replayed, response)
+    return HoldPublic.of(summary)
+
+
+@router.get("/customers/{ref}/holds", response_model=HoldList, responses=responses(401, 404, 422, 429))
+async def list_customer_holds(
+    ref: CustomerRef,
+    key: CurrentKey,
+    status: Annotated[
+        Literal["active", "captured", "released", "expired"] | None, Query(description="Only holds in this status.")
+    ] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> HoldList:
+    """The customer's holds, newest first."""
+
+    def page() -> holds.HoldPage:
+        customer_id = customer_id_of(creator_id=key.creator_id, ref=ref)
+        return holds.list_holds(
+            creator_id=key.creator_id, customer_id=customer_id, status=status, limit=limit, cursor=cursor
+        )
+
+    found = await _blocking(page)
+    return HoldList(data=[HoldPublic.of(summary) for summary in found.holds], next_cursor=found.next_cursor)
+
+
+@router.get(
+    "/holds/{hold_id}",
+    response_model=HoldPublic,
+    responses=responses(401, 404, 422, 429, described={404: _HOLD_NOT_FOUND}),
+)
+async def get_hold(hold_id: HoldId, key: CurrentKey) -> HoldPublic:
+    """One hold; once past its `expires_at`, it shows as `expired` with its credits given back."""
+    summary = await _blocking(lambda: holds.get_hold(creator_id=key.creator_id, hold_id=holds.parse_hold_id(hold_id)))
+    return HoldPublic.of(summary)
+
+
+@router.post("/holds/{hold_id}/capture", response_model=HoldTransaction, responses=_HOLD_ENDING_RESPONSES)
+async def capture_hold(
+    hold_id: HoldId,
+    key: CurrentKey,
+    response: Response,
+    body: Annotated[CaptureRequest | None, Body()] = None,
+    idempotency_key: IdempotencyKey = None,
+) -> HoldTransaction:
+    """Spend `amount` of the hold (the whole hold by default) and give the rest back to the balance. A hold ends
+    once: capturing or releasing it again is 409 `hold_closed`; more than it holds is 409 `hold_exceeded`."""
+    capture = (body or CaptureRequest()).model_dump()
+
+    def spend() -> holds.HoldEnding:
+        return holds.capture_hold(**_hold_ending_by(key, hold_id=hold_id, idempotency_key=idempotency_key), **capture)
+
+    return _ended(await _blocking(spend), response=response)
+
+
+@router.post("/holds/{hold_id}/release", response_model=HoldTransaction, responses=_HOLD_ENDING_RESPONSES)
+async def release_hold(
+    hold_id: HoldId, key: CurrentKey, response: Response, idempotency_key: IdempotencyKey = None
+) -> HoldTransaction:
+    """Give all of the hold's credits back to the balance. A hold ends once: 409 `hold_closed` after that."""
+
+    def give_back() -> holds.HoldEnding:
+        return holds.release_hold(**_hold_ending_by(key, hold_id=hold_id, idempotency_key=idempotency_key))
+
+    return _ended(await _blocking(give_back), response=response)
+
+
 @router.get("/packs", response_model=PackList, responses=responses(401, 429), summary="List packs")
 async def list_your_packs(key: CurrentKey) -> PackList:
     """Your packs, newest first, with their links."""
@@ -160,7 +269,26 @@ def _change_by(key: ApiKey, *, ref: str, idempotency_key: str | None) -> dict[st
     }
 
 
+def _hold_ending_by(key: ApiKey, *, hold_id: str, idempotency_key: str | None) -> dict[str, Any]:
+    """The hold arguments that say whose hold ends and who ends it: the key's creator's hold."""
+    return {
+        "creator_id": key.creator_id,
+        "hold_id": holds.parse_hold_id(hold_id),
+        "actor": ledger.Actor("api_key", key.id),
+        "idempotency_key": idempotency_key,
+    }
+
+
 def _change(result: ledger.LedgerResult, *, reason: str, response: Response) -> TransactionPublic:
-    if result.replayed:
-        response.headers[REPLAYED_HEADER] = "true"
+    _mark_replayed(result.replayed, response)
     return TransactionPublic.of_result(result, reason=reason)
+
+
+def _ended(ending: holds.HoldEnding, *, response: Response) -> HoldTransaction:
+    _mark_replayed(ending.replayed, response)
+    return HoldTransaction.of_ending(ending)
+
+
+def _mark_replayed(replayed: bool, response: Response) -> None:
+    if replayed:
+        response.headers[REPLAYED_HEADER] = "true"

@@ -47,12 +47,16 @@ _HTTP_ERRORS = {
 }
 
 
-def responses(*statuses: int, replayable: tuple[int, ...] = ()) -> dict[int | str, dict[str, Any]]:
-    """The documented error responses of an operation; `replayable` ones may carry Idempotent-Replayed."""
+def responses(
+    *statuses: int, replayable: tuple[int, ...] = (), described: dict[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """The documented error responses of an operation; `replayable` ones may carry Idempotent-Replayed;
+    `described` replaces the usual descriptions of some statuses."""
+    descriptions = {**DESCRIPTIONS, **(described or {})}
     documented: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
         headers = {**_HEADERS.get(status, {}), **(REPLAYED_HEADER_DOC if status in replayable else {})}
-        documented[status] = {"model": ErrorBody, "description": DESCRIPTIONS[status], "headers": headers}
+        documented[status] = {"model": ErrorBody, "description": descriptions[status], "headers": headers}
     return documented
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from litesubs.models import LedgerEntry
 from litesubs.services.customer_accounts import CustomerAccount, CustomerPage
+from litesubs.services.holds import DEFAULT_EXPIRES_IN, ID_PREFIX, MAX_EXPIRES_IN, HoldEnding, HoldSummary
 from litesubs.services.ledger import MAX_AMOUNT, MAX_REASON_LENGTH, LedgerResult
 from litesubs.services.packs import PackSummary, pack_link
 
@@ -73,10 +74,42 @@ class CreditRequest(_Request):
     ] = None
 
 
+class HoldRequest(_Request):
+    amount: Amount
+    reason: Reason = ""
+    expires_in: Annotated[
+        int,
+        Field(
+            strict=True,
+            ge=1,
+            le=MAX_EXPIRES_IN,
+            description="Seconds until the hold is released on its own if not captured or released, "
+            "1 to 86,400 (a day).",
+            examples=[900],
+        ),
+        BeforeValidator(_whole_number),
+    ] = DEFAULT_EXPIRES_IN
+
+
+class CaptureRequest(_Request):
+    amount: Annotated[
+        int | None,
+        Field(
+            strict=True,
+            ge=1,
+            le=MAX_AMOUNT,
+            description="Credits to spend, at most the hold's amount; the rest goes back. Default: the whole hold.",
+            examples=[7],
+        ),
+        BeforeValidator(_whole_number),
+    ] = None
+    reason: Annotated[Reason | None, Field(description="Why, in words; default: the hold's reason.")] = None
+
+
 class ErrorDetail(BaseModel):
     code: str = Field(
-        description="Stable: unauthorized, customer_suspended, not_found, insufficient_credits, "
-        "idempotency_conflict, invalid_request, rate_limited, method_not_allowed, internal_error."
+        description="Stable: unauthorized, customer_suspended, not_found, insufficient_credits, hold_closed, "
+        "hold_exceeded, idempotency_conflict, invalid_request, rate_limited, method_not_allowed, internal_error."
     )
     message: str = Field(description="For people: what went wrong and what to do.")
     field: str | None = Field(default=None, description="With invalid_request: the offending field.")
@@ -113,12 +146,14 @@ class LotPublic(_FromAttributes):
 
 
 class CustomerDetail(CustomerPublic):
+    held: int = Field(description="Credits in active holds: out of `balance` until captured or released.")
     lots: list[LotPublic] = Field(description="Unexpired lots holding credits, in the order they will be spent.")
 
     @classmethod
     def of(cls, account: CustomerAccount) -> CustomerDetail:
         public = CustomerPublic.model_validate(account.customer)
-        return cls(**public.model_dump(), lots=[LotPublic.model_validate(lot) for lot in account.balance.lots])
+        lots = [LotPublic.model_validate(lot) for lot in account.balance.lots]
+        return cls(**public.model_dump(), held=account.balance.held, lots=lots)
 
 
 class CustomerList(BaseModel):
@@ -131,7 +166,7 @@ class CustomerList(BaseModel):
         return cls(data=customers, next_cursor=page.next_cursor)
 
 
-TransactionKind = Literal["purchase", "adjustment", "debit", "credit", "refund", "expiry"]
+TransactionKind = Literal["purchase", "adjustment", "debit", "credit", "refund", "expiry", "hold", "capture", "release"]
 ActorType = Literal["creator", "api_key", "stripe", "system", "buyer"]
 
 
@@ -141,10 +176,14 @@ class TransactionPublic(BaseModel):
     id: int
     customer_id: int
     kind: TransactionKind
-    delta: int = Field(description="Credits added (positive) or taken (negative).")
+    delta: int = Field(
+        description="Credits added (positive) or taken (negative). A hold takes its amount; its capture gives "
+        "back what it did not spend (0 if all), its release all of it."
+    )
     balance_after: int
     reason: str
     actor: ActorType = Field(description="Who made the change.")
+    hold_id: str | None = Field(description="With hold, capture and release: the hold (`hold_...`).")
     created_at: datetime
 
     @classmethod
@@ -157,12 +196,13 @@ class TransactionPublic(BaseModel):
             balance_after=entry.balance_after,
             reason=entry.reason,
             actor=entry.actor_type,
+            hold_id=_hold_id(entry.hold_id),
             created_at=entry.created_at,
         )
 
     @classmethod
-    def of_result(cls, result: LedgerResult, *, reason: str) -> TransactionPublic:
-        """The change an API call just made (or replayed), which the API key made."""
+    def of_result(cls, result: LedgerResult, *, reason: str, **extra: Any) -> Self:
+        """The change an API call just made (or replayed), which the API key made (`extra`: a subclass's fields)."""
         return cls(
             id=result.entry_id,
             customer_id=result.customer_id,
@@ -171,13 +211,55 @@ class TransactionPublic(BaseModel):
             balance_after=result.balance_after,
             reason=reason.strip(),
             actor="api_key",
+            hold_id=_hold_id(result.hold_id),
             created_at=result.created_at,
+            **extra,
         )
 
 
 class TransactionList(BaseModel):
     data: list[TransactionPublic] = Field(description="Newest first.")
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+def _hold_id(hold_id: int | None) -> str | None:
+    return None if hold_id is None else f"{ID_PREFIX}{hold_id}"
+
+
+class HoldPublic(BaseModel):
+    """Credits reserved for work in progress: out of the balance until captured, released or expired."""
+
+    id: str = Field(description="`hold_...`", examples=["hold_42"])
+    customer_id: int
+    amount: int = Field(description="Credits held.")
+    captured: int = Field(description="Credits spent when the hold was captured; 0 otherwise.")
+    status: Literal["active", "captured", "released", "expired"] = Field(
+        description="`active` until captured, released, or `expired` (released on its own at `expires_at`)."
+    )
+    reason: str
+    expires_at: datetime
+    created_at: datetime
+    ended_at: datetime | None = Field(description="When it was captured, released or expired.")
+
+    @classmethod
+    def of(cls, summary: HoldSummary) -> HoldPublic:
+        fields = ("customer_id", "amount", "captured", "status", "reason", "expires_at", "created_at", "ended_at")
+        return cls(id=summary.public_id, **{name: getattr(summary, name) for name in fields})
+
+
+class HoldList(BaseModel):
+    data: list[HoldPublic] = Field(description="Newest first.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class HoldTransaction(TransactionPublic):
+    """The ledger entry that ended a hold (`capture` or `release`), with the hold as it is now."""
+
+    hold: HoldPublic
+
+    @classmethod
+    def of_ending(cls, ending: HoldEnding) -> HoldTransaction:
+        return cls.of_result(ending.transaction, reason=ending.reason, hold=HoldPublic.of(ending.hold))
 
 
 class PackPublic(BaseModel):
