@@ -149,3 +149,32 @@ def test_exports_stream_every_row_as_csv(
     )
     assert [int(row["delta"]) for row in ledger] == [30, 10, 20]
     assert {row["kind"] for row in ledger} == {"credit"}
+
+
+def test_exports_neutralise_cells_a_spreadsheet_would_run_as_formulas(engine: Engine) -> None:
+    creator = create_user(engine, name="Creator")
+    tag = creator.email.split("@")[0]
+    customer = add_customer(engine, creator, name='=HYPERLINK("http://evil.example","Bob")', email=f"b-{tag}@x.org")
+    for reason, key in (("=1+1", "\tkey-1"), ("+1", "\rkey-2"), ("-2+3", "@key-3"), ("@SUM(A1)", "plain")):
+        grant(
+            creator_id=creator.id,
+            customer_id=customer.id,
+            amount=1,
+            reason=reason,
+            actor=Actor("creator", creator.id),
+            idempotency_key=key,
+            engine=engine,
+        )
+    debit(creator_id=creator.id, customer_id=customer.id, amount=2, actor=Actor("creator", creator.id), engine=engine)
+
+    customers = list(
+        csv.DictReader(io.StringIO("".join(directory.export_customers_csv(creator_id=creator.id, engine=engine))))
+    )
+    assert customers[0]["name"] == '\'=HYPERLINK("http://evil.example","Bob")'
+
+    ledger = list(
+        csv.DictReader(io.StringIO("".join(directory.export_ledger_csv(creator_id=creator.id, engine=engine))))
+    )
+    assert [row["reason"] for row in ledger] == ["'=1+1", "'+1", "'-2+3", "'@SUM(A1)", ""]
+    assert [row["idempotency_key"] for row in ledger] == ["'\tkey-1", "'\rkey-2", "'@key-3", "plain", ""]
+    assert [row["delta"] for row in ledger] == ["1", "1", "1", "1", "-2"]  # numbers are not text: left as they are

@@ -310,7 +310,21 @@ def _iso(moment: datetime | None) -> str:
     return moment.isoformat() if moment else ""
 
 
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP's "CSV injection").
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_line(values: list) -> str:
     buffer = io.StringIO()
-    csv.writer(buffer).writerow(values)
+    csv.writer(buffer).writerow([_inert(value) for value in values])
     return buffer.getvalue()
+
+
+def _inert(value: object) -> object:
+    """Text that a spreadsheet shows as text: a leading `'` before what would start a formula, as OWASP advises.
+
+    Numbers stay numbers (a negative delta is not a formula); only text, which buyers and callers choose, is guarded.
+    """
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
