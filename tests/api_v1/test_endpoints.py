@@ -7,8 +7,10 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
+from sqlalchemy import update
+from sqlmodel import Session
 
-from litesubs.models import utcnow
+from litesubs.models import User, utcnow
 from litesubs.services.api_keys import revoke_key
 from litesubs.services.customers import get_or_create_customer, suspend_customer
 from litesubs.services.ledger import Actor, grant
@@ -370,6 +372,22 @@ def test_a_revoked_key_is_401_at_once_while_the_creators_other_keys_work(
         error = assert_error(creator.client.request(method, path, json=body), 401, "unauthorized")
         assert "revoked" in error["message"]
     assert balance_of(creator.engine, customer.id) == 5
+
+
+def test_a_deactivated_users_keys_are_401_at_once(creator: Creator, new_creator: Callable[[], Creator]) -> None:
+    customer, _ = creator.customer(credits=5)
+    other = new_creator()
+    assert creator.client.get(f"/customers/{customer.id}").status_code == 200
+
+    with Session(creator.engine) as session:
+        session.exec(update(User).where(User.id == creator.user.id).values(is_active=False))
+        session.commit()
+
+    for method, path, body in every_endpoint(str(customer.id)):
+        error = assert_error(creator.client.request(method, path, json=body), 401, "unauthorized")
+        assert "deactivated" in error["message"]
+    assert balance_of(creator.engine, customer.id) == 5
+    assert other.client.get("/packs").status_code == 200
 
 
 def test_another_creators_customers_are_404_by_id_and_by_email_and_untouched(
