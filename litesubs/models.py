@@ -155,6 +155,8 @@ class Purchase(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     paid_at: datetime | None = None
     refunded_at: datetime | None = None
+    # Why Litesubs refunded a paid checkout it could not fulfil (None: not refunded by Litesubs).
+    refund_reason: str | None = Field(default=None, max_length=500)
 
 
 class CreditLot(SQLModel, table=True):
@@ -195,7 +197,8 @@ class LedgerEntry(SQLModel, table=True):
         CheckConstraint("delta <> 0", name="ck_ledger_delta_non_zero"),
         CheckConstraint("balance_after >= 0", name="ck_ledger_balance_after_non_negative"),
         CheckConstraint(
-            "kind IN ('purchase', 'adjustment', 'debit', 'credit', 'refund', 'expiry')", name="ck_ledger_kind"
+            "kind IN ('purchase', 'adjustment', 'debit', 'credit', 'refund', 'expiry', 'dispute')",
+            name="ck_ledger_kind",
         ),
         CheckConstraint("actor_type IN ('creator', 'api_key', 'stripe', 'system', 'buyer')", name="ck_ledger_actor"),
         Index("ix_ledger_customer_id", "customer_id", "id"),

@@ -2,8 +2,9 @@
 
 It speaks Stripe's wire format (form-encoded requests with bracketed keys, JSON objects and
 errors shaped like Stripe's) for the few endpoints Litesubs uses: Checkout Sessions (create,
-retrieve) and refunds. Tests play Stripe's part with `complete` (the buyer paid) and build,
-sign and deliver webhook events with `event`, `sign` and `deliver`.
+retrieve, list by payment) and refunds (honouring `Idempotency-Key`). Tests play Stripe's part with
+`complete` (the buyer paid) and `dispute`, and build, sign and deliver webhook events with `event`,
+`sign` and `deliver`.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class FakeStripe:
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
     charges: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    refunds_by_idempotency_key: dict[str, dict[str, Any]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # --- What Stripe does when the buyer acts ---------------------------------------------
@@ -88,6 +90,20 @@ class FakeStripe:
     def charge_of(self, session_id: str) -> dict[str, Any]:
         payment_intent = self.sessions[session_id]["payment_intent"]
         return next(dict(charge) for charge in self.charges.values() if charge["payment_intent"] == payment_intent)
+
+    def dispute(self, session_id: str, *, status: str = "needs_response", reason: str = "fraudulent") -> dict[str, Any]:
+        """The buyer's bank disputes the session's charge (a chargeback); `status` `won` or `lost` once closed."""
+        charge = self.charge_of(session_id)
+        return {
+            "id": f"dp_{charge['id']}",
+            "object": "dispute",
+            "amount": charge["amount"],
+            "charge": charge["id"],
+            "currency": charge["currency"],
+            "payment_intent": charge["payment_intent"],
+            "reason": reason,
+            "status": status,
+        }
 
     def _settle(self, session: dict[str, Any]) -> None:
         session["payment_status"] = "paid"
@@ -140,15 +156,25 @@ class FakeStripe:
 
     # --- The API --------------------------------------------------------------------------
 
-    def handle(self, method: str, path: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def handle(
+        self, method: str, path: str, params: dict[str, Any], idempotency_key: str | None = None
+    ) -> tuple[int, dict[str, Any]]:
         with self.lock:
             self.requests.append((method, path, params))
             if (method, path) == ("POST", "/v1/checkout/sessions"):
                 return 200, self._create_session(params)
+            if (method, path) == ("GET", "/v1/checkout/sessions"):
+                found = [s for s in self.sessions.values() if s["payment_intent"] == params.get("payment_intent")]
+                return 200, {"object": "list", "data": found[:1], "has_more": False, "url": path}
             if method == "GET" and path.startswith("/v1/checkout/sessions/"):
                 return self._found("checkout.session", self.sessions.get(path.rsplit("/", 1)[1]), "id")
             if (method, path) == ("POST", "/v1/refunds"):
-                return self._refund(params)
+                if idempotency_key in self.refunds_by_idempotency_key:
+                    return 200, self.refunds_by_idempotency_key[idempotency_key]
+                status, refund = self._refund(params)
+                if status == 200 and idempotency_key is not None:
+                    self.refunds_by_idempotency_key[idempotency_key] = refund
+                return status, refund
         return 404, _error(f"Unrecognized request URL ({method}: {path}).", param=None)
 
     def _create_session(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -210,7 +236,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def do_GET(self) -> None:
-        self._answer("GET", {})
+        self._answer("GET", decode_form(self.path.partition("?")[2]))
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
@@ -221,7 +247,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Authorization") != f"Bearer {stripe.api_key}":
             status, body = 401, {"error": {"type": "invalid_request_error", "message": "Invalid API Key provided."}}
         else:
-            status, body = stripe.handle(method, self.path.split("?", 1)[0], params)
+            path = self.path.split("?", 1)[0]
+            status, body = stripe.handle(method, path, params, self.headers.get("Idempotency-Key"))
         encoded = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")

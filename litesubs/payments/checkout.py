@@ -24,6 +24,7 @@ from litesubs.db import read_session, write_session
 from litesubs.models import Customer, Pack, Purchase, User, utcnow
 from litesubs.payments.fulfilment import TEST_MODE_SESSION_PREFIX, fulfil_checkout
 from litesubs.payments.stripe_gateway import create_checkout_session, retrieve_checkout_session
+from litesubs.services import rate_limits
 from litesubs.services.customers import SUSPENDED
 from litesubs.services.errors import CustomerSuspended, DomainError, NotFound, OwnPack, PackUnavailable
 from litesubs.services.ledger import get_balance
@@ -31,6 +32,7 @@ from litesubs.services.packs import PublicPack, public_pack
 from litesubs.settings import get_settings
 
 NO_SUCH_CHECKOUT = "This checkout does not exist."
+CHECKOUTS_PER_BUYER = 10  # per rate_limits.WINDOW (a minute): each Stripe checkout costs a call to Stripe
 
 
 @dataclass(frozen=True)
@@ -91,12 +93,16 @@ def start_checkout(*, buyer_id: int, public_id: str, engine: Engine | None = Non
     """Open a checkout for the pack and return the URL to send the buyer to.
 
     Stripe mode: a Stripe Checkout Session's page. Test mode: our own checkout page. Raises
-    `NotFound`, `PackUnavailable`, `OwnPack`, `CustomerSuspended` or (Stripe down) `PaymentUnavailable`.
+    `NotFound`, `PackUnavailable`, `OwnPack`, `CustomerSuspended`, `RateLimited` (more than CHECKOUTS_PER_BUYER
+    a minute) or (Stripe down) `PaymentUnavailable`.
     """
-    offer = public_pack(public_id=public_id, engine=engine, now=now or utcnow())
+    now = now or utcnow()
+    offer = public_pack(public_id=public_id, engine=engine, now=now)
     refusal = _refusal(buyer_id=buyer_id, pack=offer, engine=engine)
     if refusal is not None:
         raise refusal
+    limit = rate_limits.Limit(rate_limits.limit_key("checkout-buyer", str(buyer_id)), CHECKOUTS_PER_BUYER)
+    rate_limits.reserve([limit], action="checkouts started", now=now, engine=engine)
     settings = get_settings()
     if settings.test_mode:
         session_id = TEST_MODE_SESSION_PREFIX + secrets.token_urlsafe(24)

@@ -68,6 +68,7 @@ class PurchaseLine:
     status: str
     created_at: datetime
     paid_at: datetime | None
+    refund_reason: str | None = None  # why Litesubs refunded a paid checkout it could not fulfil
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,9 @@ def customer_file(*, creator_id: int, customer_id: int, engine: Engine | None = 
         row=_row(customer, user, spent.get(customer_id, {})),
         balance=balance,
         purchases=[
-            PurchaseLine(p.id, name, p.amount, p.currency, p.credits, p.status, p.created_at, p.paid_at)
+            PurchaseLine(
+                p.id, name, p.amount, p.currency, p.credits, p.status, p.created_at, p.paid_at, p.refund_reason
+            )
             for p, name in purchases
         ],
     )

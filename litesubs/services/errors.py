@@ -108,3 +108,19 @@ class InvalidSignature(DomainError):
     code = "invalid_signature"
     status = 400
     default_message = "The Stripe-Signature header is missing, wrong or too old."
+
+
+class MalformedEvent(DomainError):
+    """A correctly signed Stripe event that does not have the shape its type promises: acknowledged with 400, logged."""
+
+    code = "malformed_event"
+    status = 400
+    default_message = "The event does not have the shape of a Stripe event."
+
+
+class PayloadTooLarge(DomainError):
+    """A request body over the size the endpoint accepts."""
+
+    code = "payload_too_large"
+    status = 413
+    default_message = "The request body is too large."

@@ -24,6 +24,7 @@ KIND_LABELS = {
     "credit": "Granted",
     "refund": "Refund",
     "expiry": "Expired",
+    "dispute": "Dispute",
 }
 
 
