@@ -105,6 +105,26 @@ def test_list_customers_newest_first_in_pages_and_by_email(
     }
 
 
+def test_every_cursor_of_the_documented_shape_is_a_position_in_the_list(creator: Creator) -> None:
+    """The OpenAPI document describes a cursor exactly (CURSOR_PATTERN); any such value is accepted, not only
+    the ones the API handed out."""
+    customer, _ = creator.customer(credits=1)
+    creator.client.post(f"/customers/{customer.id}/debit", json={"amount": 1})
+    for path, first_id in (
+        ("/customers", customer.id),
+        (
+            f"/customers/{customer.id}/transactions",
+            creator.client.get(f"/customers/{customer.id}/transactions").json()["data"][-1]["id"],
+        ),
+    ):
+        everything = creator.client.get(path, params={"cursor": "9999999999"})
+        assert everything.status_code == 200
+        assert everything.json()["data"] == creator.client.get(path).json()["data"]
+        before_the_first = creator.client.get(path, params={"cursor": str(first_id)})
+        assert before_the_first.json() == {"data": [], "next_cursor": None}
+        assert creator.client.get(path, params={"cursor": "1"}).json() == {"data": [], "next_cursor": None}
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [
@@ -113,6 +133,8 @@ def test_list_customers_newest_first_in_pages_and_by_email(
         ({"limit": "ten"}, "limit"),
         ({"cursor": "not-a-cursor"}, "cursor"),
         ({"cursor": "x" * 101}, "cursor"),
+        ({"cursor": "0"}, "cursor"),
+        ({"cursor": "12345678901"}, "cursor"),
     ],
 )
 def test_bad_paging_is_422_naming_the_field(creator: Creator, params: dict, field: str) -> None:

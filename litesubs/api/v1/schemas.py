@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from litesubs.models import LedgerEntry
+from litesubs.services.cursors import CURSOR_PATTERN
 from litesubs.services.customer_accounts import CustomerAccount, CustomerPage
 from litesubs.services.ledger import MAX_AMOUNT, MAX_REASON_LENGTH, LedgerResult
 from litesubs.services.packs import PackSummary, pack_link
@@ -123,7 +124,9 @@ class CustomerDetail(CustomerPublic):
 
 class CustomerList(BaseModel):
     data: list[CustomerPublic] = Field(description="Newest customers first.")
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+    next_cursor: str | None = Field(
+        pattern=CURSOR_PATTERN, description="Pass as `cursor` for the next page; null on the last page."
+    )
 
     @classmethod
     def of(cls, page: CustomerPage) -> CustomerList:
@@ -131,7 +134,7 @@ class CustomerList(BaseModel):
         return cls(data=customers, next_cursor=page.next_cursor)
 
 
-TransactionKind = Literal["purchase", "adjustment", "debit", "credit", "refund", "expiry"]
+TransactionKind = Literal["purchase", "adjustment", "debit", "credit", "refund", "expiry", "dispute"]
 ActorType = Literal["creator", "api_key", "stripe", "system", "buyer"]
 
 
@@ -177,7 +180,9 @@ class TransactionPublic(BaseModel):
 
 class TransactionList(BaseModel):
     data: list[TransactionPublic] = Field(description="Newest first.")
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+    next_cursor: str | None = Field(
+        pattern=CURSOR_PATTERN, description="Pass as `cursor` for the next page; null on the last page."
+    )
 
 
 class PackPublic(BaseModel):
