@@ -16,6 +16,7 @@ import pytest
 
 from litesubs.services.customers import get_or_create_customer
 from litesubs.services.ledger import Actor, grant
+from litesubs.settings import REPO_ROOT
 from tests.api_v1.conftest import API_PREFIX, Creator, a_client_address
 from tests.conftest import create_user
 from tests.factories import make_pack
@@ -64,7 +65,13 @@ def test_schemathesis_finds_nothing_with_every_check_in_every_phase(
             "--report-dir",
             str(tmp_path),
         ],
-        env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.api_v1.schemathesis_hooks", "NO_COLOR": "1"},
+        env={
+            **os.environ,
+            "SCHEMATHESIS_HOOKS": "tests.api_v1.schemathesis_hooks",
+            "PYTHONPATH": str(REPO_ROOT),
+            "NO_COLOR": "1",
+        },
+        cwd=tmp_path,  # schemathesis keeps its replay files in the working directory
         capture_output=True,
         text=True,
         timeout=600,
