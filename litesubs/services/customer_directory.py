@@ -157,7 +157,7 @@ def customer_ledger(
 def actor_names(
     session: Session, creator_id: int, entries: tuple[LedgerEntry, ...] | list[LedgerEntry]
 ) -> dict[int, str]:
-    """Entry id → who did it, in words: 'You', 'API key "backend"', 'Stripe', 'Test checkout', 'Litesubs'."""
+    """Entry id → who did it, in words: 'You', 'API key "backend"', 'Stripe', 'Buyer' (test checkout), 'Litesubs'."""
     key_ids = {int(e.actor_id) for e in entries if e.actor_type == "api_key" and (e.actor_id or "").isdigit()}
     keys = (
         dict(

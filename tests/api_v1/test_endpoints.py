@@ -16,6 +16,7 @@ from litesubs.services.customers import get_or_create_customer, suspend_customer
 from litesubs.services.ledger import Actor, grant
 from litesubs.services.packs import set_pack_active
 from tests.api_v1.conftest import Creator, assert_error
+from tests.conftest import use_database
 from tests.factories import make_pack
 from tests.invariants import assert_invariants
 from tests.ledger_factories import balance_of, entries_of
@@ -445,3 +446,33 @@ def test_the_same_buyer_is_a_separate_customer_of_each_creator(
     assert creator.client.post(f"/customers/{buyer.email}/debit", json={"amount": 5}).json()["balance_after"] == 0
     assert other.client.get(f"/customers/{buyer.email}").json()["balance"] == 50
     assert (balance_of(creator.engine, mine.id), balance_of(other.engine, theirs.id)) == (0, 50)
+
+
+# --- Failures of ours and unreadable bodies ------------------------------------------------------
+
+
+def test_an_unexpected_failure_is_our_json_500_without_details(
+    creator: Creator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The database gone mid-flight: the caller gets the documented error body, the log gets the traceback."""
+    use_database(monkeypatch, "postgresql://litesubs:hunter2secret@127.0.0.1:1/litesubs")
+
+    with caplog.at_level("ERROR"):
+        response = creator.client.get("/packs")
+
+    error = assert_error(response, 500, "internal_error")
+    assert error["message"] == "Something went wrong on our side. Try again shortly."
+    assert "127.0.0.1" not in response.text
+    assert "Traceback" not in response.text
+    assert any(record.getMessage() == "API v1 request failed" and record.exc_info for record in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "body", [b'{"amount": 1, "reason": "\xff\xfe"}', b"\xff\xfe{}", b'{"amount": 1, "reason": "caf\xe9"}']
+)
+def test_a_body_that_is_not_utf8_is_422_and_changes_nothing(creator: Creator, body: bytes) -> None:
+    customer, _ = creator.customer(credits=5)
+    for path in (f"/customers/{customer.id}/debit", f"/customers/{customer.id}/credit"):
+        response = creator.client.post(path, content=body, headers={"Content-Type": "application/json"})
+        assert_error(response, 422, "invalid_request", field="body")
+    assert balance_of(creator.engine, customer.id) == 5

@@ -382,3 +382,23 @@ def _terms(pack: Pack, *, price: str, credits: str = "100") -> PackFields:
     return PackFields(
         name=pack.name, description="", price=price, currency=pack.currency, credits=credits, expires_on="2099-12-31"
     )
+
+
+@in_stripe_mode
+@pytest.mark.parametrize("failure", ["unreachable", "refused key"])
+def test_stripe_failing_on_the_success_page_is_a_clear_error_and_changes_nothing(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, fake_stripe: FakeStripe, pack: Pack, buyer: User, failure: str
+) -> None:
+    session_id = open_checkout(engine, pack, buyer)
+    fake_stripe.complete(session_id)
+    monkeypatch.setattr("stripe.max_network_retries", 0)
+    if failure == "unreachable":
+        monkeypatch.setenv("STRIPE_API_BASE", "http://127.0.0.1:9")  # the discard port: nothing listens
+    else:
+        monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_not_the_accounts_key")  # Stripe answers 401
+    get_settings.cache_clear()
+
+    with pytest.raises(PaymentUnavailable, match=r"^Payments are unavailable right now\. Try again in a minute\.$"):
+        fulfil_session_id(buyer_id=buyer.id, session_id=session_id, engine=engine)
+    purchase = purchase_of(engine, session_id)
+    assert (purchase.status, lots_of_purchase(engine, purchase.id)) == ("pending", [])

@@ -367,6 +367,19 @@ def test_a_checkout_that_is_not_ours_is_acknowledged_and_ignored(
     assert purchase_of(engine, "cs_test_foreign") is None
 
 
+def test_a_failed_payment_of_a_checkout_that_is_not_ours_is_acknowledged(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str
+) -> None:
+    foreign = {"id": "cs_test_foreign_failed", "object": "checkout.session", "payment_status": "unpaid"}
+    event = fake_stripe.event("checkout.session.async_payment_failed", foreign)
+
+    response = deliver(webhook_url, event)
+
+    assert (response.status_code, response.json()["outcome"]) == (200, "not_ours")
+    assert purchase_of(engine, "cs_test_foreign_failed") is None
+    assert event_recorded(engine, event["id"])
+
+
 def test_event_types_we_do_not_handle_are_acknowledged_without_a_trace(
     engine: Engine, fake_stripe: FakeStripe, webhook_url: str
 ) -> None:
