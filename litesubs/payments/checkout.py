@@ -110,7 +110,7 @@ def start_checkout(*, buyer_id: int, public_id: str, engine: Engine | None = Non
     else:
         checkout = _stripe_checkout(offer, buyer_id=buyer_id, engine=engine)
         session_id, url = checkout["id"], checkout["url"]
-    _record_pending_purchase(engine, offer, buyer_id=buyer_id, session_id=session_id)
+    _record_pending_purchase(engine, offer, buyer_id=buyer_id, session_id=session_id, now=now)
     return url
 
 
@@ -133,8 +133,13 @@ def _stripe_checkout(offer: PublicPack, *, buyer_id: int, engine: Engine | None)
     )
 
 
-def _record_pending_purchase(engine: Engine | None, offer: PublicPack, *, buyer_id: int, session_id: str) -> None:
-    """The purchase on the terms the buyer was shown (and Stripe charges), pending until fulfilment."""
+def _record_pending_purchase(
+    engine: Engine | None, offer: PublicPack, *, buyer_id: int, session_id: str, now: datetime
+) -> None:
+    """The purchase on the terms the buyer was shown (and Stripe charges), pending until fulfilment.
+
+    Its `created_at` is when the checkout began: fulfilment honours what was on sale at that moment.
+    """
     with write_session(engine) as session:
         pack_id = session.exec(select(Pack.id).where(Pack.public_id == offer.public_id)).one()
         session.add(
@@ -146,6 +151,7 @@ def _record_pending_purchase(engine: Engine | None, offer: PublicPack, *, buyer_
                 currency=offer.currency,
                 credits=offer.credits,
                 stripe_session_id=session_id,
+                created_at=now,
             )
         )
 
