@@ -147,7 +147,8 @@ def test_bad_paging_is_422_naming_the_field(creator: Creator, params: dict, fiel
 
 
 def test_unknown_customers_are_404(creator: Creator) -> None:
-    for ref in ("999999999", "99999999999999999999", "nobody@example.com", "%00", "0"):
+    weird = ("a%0A", "%0A", "a%0D%0Ab", "%E9", "%ED%A0%80", "%20", "x%00y")  # newlines, bad UTF-8, blanks
+    for ref in ("999999999", "99999999999999999999", "nobody@example.com", "%00", "0", *weird):
         assert_error(creator.client.get(f"/customers/{ref}"), 404, "not_found")
         assert_error(creator.client.get(f"/customers/{ref}/transactions"), 404, "not_found")
         assert_error(creator.client.post(f"/customers/{ref}/debit", json={"amount": 1}), 404, "not_found")
@@ -348,7 +349,8 @@ def test_packs_are_the_creators_own_newest_first(creator: Creator, new_creator: 
 
 
 def test_unknown_endpoints_and_methods_answer_in_the_error_format(creator: Creator) -> None:
-    assert_error(creator.client.get("/wallets"), 404, "not_found")
+    for path in ("/wallets", "", "/", "/customers/a%2Fb", "/customers//debit", "/customers/1/debit/%0A"):
+        assert_error(creator.client.get(path), 404, "not_found")
     response = creator.client.put("/packs")
     assert_error(response, 405, "method_not_allowed")
     assert response.headers["allow"] == "GET"
