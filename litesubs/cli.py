@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from litesubs.settings import SettingsError, get_settings
+from litesubs.db import DatabaseUnavailable, check_database
+from litesubs.settings import SettingsError, get_settings, masked
 
 
 def _migrate(_args: argparse.Namespace) -> int:
@@ -17,9 +18,23 @@ def _migrate(_args: argparse.Namespace) -> int:
 
 
 def _check_config(_args: argparse.Namespace) -> int:
+    """The settings parse, the database answers, and so does Redis when REDIS_URL is set."""
     settings = get_settings()
+    check_database(settings.database_url)
+    if settings.redis_url is not None:
+        import redis
+
+        try:
+            redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=3).ping()
+        except redis.RedisError as error:
+            print(f"litesubs: Redis at {masked(settings.redis_url)} does not answer: {error}", file=sys.stderr)
+            return 1
     mode = "test mode (no real payments)" if settings.test_mode else "Stripe"
-    print(f"Configuration OK: database {settings.database_url.split('://', 1)[0]}, payments: {mode}.")
+    redis_state = "answers" if settings.redis_url else "not configured"
+    print(
+        f"Configuration OK: database {settings.database_url.split('://', 1)[0]} answers, Redis {redis_state}, "
+        f"payments: {mode}."
+    )
     return 0
 
 
@@ -56,7 +71,7 @@ def _demo(_args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "migrate": (_migrate, "apply pending database migrations"),
-    "check-config": (_check_config, "validate the configuration from the environment"),
+    "check-config": (_check_config, "validate the configuration and check that the database and Redis answer"),
     "expire-credits": (_expire_credits, "release every expired hold and expire every credit lot whose time has passed"),
     "purge-idempotency-records": (_purge_idempotency_records, "delete idempotency records older than 24 hours"),
     "demo": (_demo, "fill the database with a demo creator, packs and a few hundred customers"),
@@ -75,3 +90,6 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         print(f"litesubs: configuration error: {error}", file=sys.stderr)
         return 2
+    except DatabaseUnavailable as error:
+        print(f"litesubs: database error: {error}", file=sys.stderr)
+        return 1

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
 
 from litesubs.settings import get_settings
@@ -87,6 +88,36 @@ def read_connection(engine: Engine | None = None) -> Iterator[Connection]:
     engine = engine or get_engine()
     with engine.connect() as connection:
         yield connection if is_sqlite(engine) else connection.execution_options(isolation_level="AUTOCOMMIT")
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be reached or opened; the message is one line naming which one and what failed."""
+
+
+def unavailable(database_url: str, error: DBAPIError) -> DatabaseUnavailable:
+    """`error` said in one line: which database (never its password), where, and the driver's first line."""
+    url = make_url(database_url)
+    reason = str(error.orig).strip().splitlines()[0] if str(error.orig).strip() else type(error.orig).__name__
+    reason = reason.removeprefix("connection failed: ")
+    if url.get_backend_name() == "sqlite":
+        where = f"the SQLite database {url.database}"
+    else:
+        where = (
+            f"PostgreSQL at {url.host or 'localhost'}:{url.port or 5432} (database {url.database}, user {url.username})"
+        )
+    return DatabaseUnavailable(f"cannot use {where}: {reason}")
+
+
+def check_database(database_url: str) -> None:
+    """Connect and run a trivial query; `DatabaseUnavailable` in one line if that fails."""
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except OperationalError as error:
+        raise unavailable(database_url, error) from None
+    finally:
+        engine.dispose()
 
 
 def database_answers(engine: Engine | None = None) -> bool:

@@ -6,6 +6,7 @@ import reflex as rx
 
 from litesubs import routes
 from litesubs.api.app import create_api
+from litesubs.api.cors import ApiV1Cors
 from litesubs.pages.account import account_page
 from litesubs.pages.api_keys import api_keys_page
 from litesubs.pages.auth import login_page, register_page
@@ -31,7 +32,15 @@ settings_or_exit()
 # (measured under load on 2 cores: ~15 % more debits a second; see bench/README.md).
 sys.setswitchinterval(0.0005)
 
-app = rx.App(stylesheets=["/styles.css"], api_transformer=create_api())
+
+class LitesubsApp(rx.App):
+    """Reflex's app, wrapped in API v1's own CORS rules (outside Reflex's CORS middleware, see `ApiV1Cors`)."""
+
+    def __call__(self) -> ApiV1Cors:
+        return ApiV1Cors(super().__call__())
+
+
+app = LitesubsApp(stylesheets=["/styles.css"], api_transformer=create_api())
 app.register_lifespan_task(migrate_on_start)
 
 app.add_page(

@@ -162,6 +162,8 @@ class Purchase(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     paid_at: datetime | None = None
     refunded_at: datetime | None = None
+    # Why Litesubs refunded a paid checkout it could not fulfil (None: not refunded by Litesubs).
+    refund_reason: str | None = Field(default=None, max_length=500)
 
 
 class CreditLot(SQLModel, table=True):
@@ -194,7 +196,18 @@ class CreditLot(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-LEDGER_KINDS = ("purchase", "adjustment", "debit", "credit", "refund", "expiry", "hold", "capture", "release")
+LEDGER_KINDS = (
+    "purchase",
+    "adjustment",
+    "debit",
+    "credit",
+    "refund",
+    "expiry",
+    "hold",
+    "capture",
+    "release",
+    "dispute",
+)
 
 
 class LedgerEntry(SQLModel, table=True):

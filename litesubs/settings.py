@@ -13,6 +13,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = f"sqlite:///{REPO_ROOT / 'litesubs.db'}"
 DEFAULT_BASE_URL = "http://localhost:3000"
 MAXIMUM_PLATFORM_FEE_PERCENT = Decimal(50)
+DEFAULT_API_RATE_LIMIT = 100
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
 class SettingsError(ValueError):
@@ -31,6 +33,10 @@ class Settings:
     stripe_connect: bool = False
     # The platform's share of each sale in platform mode, in percent (0 to 50, at most two decimals).
     platform_fee_percent: Decimal = Decimal(0)
+    # How many reverse proxies in front of the app append to X-Forwarded-For (0: clients connect directly).
+    trusted_proxies: int = 0
+    # API v1 requests a second per key (bursts up to twice that).
+    api_rate_limit: int = DEFAULT_API_RATE_LIMIT
 
     @property
     def test_mode(self) -> bool:
@@ -48,11 +54,30 @@ def _optional(environ: dict[str, str], name: str) -> str | None:
     return value or None
 
 
+def masked(url: str) -> str:
+    """`url` with the password in it (if any) replaced by `***`, fit for messages and logs."""
+    parsed = urlparse(url)
+    if parsed.password is None:
+        return url
+    credentials, _at, host = parsed.netloc.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return parsed._replace(netloc=f"{user}:***@{host}").geturl()
+
+
 def _check_http_url(name: str, value: str) -> str:
     parsed = urlparse(value)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise SettingsError(f"{name} must be an http(s) URL such as https://example.com, got {value!r}")
+        raise SettingsError(f"{name} must be an http(s) URL such as https://example.com, got {masked(value)!r}")
     return value.rstrip("/")
+
+
+def _check_stripe_api_base(value: str) -> str:
+    """Another Stripe-compatible server: https, or plain http only on this machine (a test server)."""
+    value = _check_http_url("STRIPE_API_BASE", value)
+    parsed = urlparse(value)
+    if parsed.scheme != "https" and parsed.hostname not in LOCAL_HOSTS:
+        raise SettingsError(f"STRIPE_API_BASE must be an https URL unless it is on localhost, got {masked(value)!r}")
+    return value
 
 
 def _check_database_url(value: str) -> str:
@@ -61,7 +86,26 @@ def _check_database_url(value: str) -> str:
         return "postgresql+psycopg://" + value.split("://", 1)[1]
     if scheme.startswith("sqlite"):
         return value
-    raise SettingsError(f"DATABASE_URL must start with sqlite:// or postgresql://, got {value!r}")
+    raise SettingsError(f"DATABASE_URL must start with sqlite:// or postgresql://, got {masked(value)!r}")
+
+
+def _whole_number(environ: dict[str, str], name: str, *, default: int, lowest: int, highest: int) -> int:
+    raw = _optional(environ, name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or not lowest <= int(raw) <= highest:
+        raise SettingsError(f"{name} must be a whole number from {lowest} to {highest}, got {raw!r}")
+    return int(raw)
+
+
+def _check_payments_configured(env: dict[str, str], *, base_url: str, stripe_secret_key: str | None) -> None:
+    """A public (https) deploy without a Stripe key would hand out packs through the test-mode checkout: stop."""
+    if stripe_secret_key or not base_url.startswith("https://") or _optional(env, "LITESUBS_TEST_MODE") == "1":
+        return
+    raise SettingsError(
+        "LITESUBS_BASE_URL is https but STRIPE_SECRET_KEY is not set, so packs would be given away in test mode; "
+        "set the Stripe keys, or LITESUBS_TEST_MODE=1 if test mode is what you want"
+    )
 
 
 def _check_flag(name: str, value: str | None) -> bool:
@@ -106,16 +150,22 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     api_base = _optional(env, "STRIPE_API_BASE")
     redis_url = _optional(env, "REDIS_URL")
     if redis_url and urlparse(redis_url).scheme not in ("redis", "rediss", "unix"):
-        raise SettingsError(f"REDIS_URL must start with redis:// or rediss://, got {redis_url!r}")
+        raise SettingsError(f"REDIS_URL must start with redis:// or rediss://, got {masked(redis_url)!r}")
+    base_url = _check_http_url("LITESUBS_BASE_URL", _optional(env, "LITESUBS_BASE_URL") or DEFAULT_BASE_URL)
+    _check_payments_configured(env, base_url=base_url, stripe_secret_key=stripe_secret_key)
     return Settings(
         database_url=_check_database_url(_optional(env, "DATABASE_URL") or DEFAULT_DATABASE_URL),
-        base_url=_check_http_url("LITESUBS_BASE_URL", _optional(env, "LITESUBS_BASE_URL") or DEFAULT_BASE_URL),
+        base_url=base_url,
         stripe_secret_key=stripe_secret_key,
         stripe_webhook_secret=stripe_webhook_secret,
-        stripe_api_base=_check_http_url("STRIPE_API_BASE", api_base) if api_base else None,
+        stripe_api_base=_check_stripe_api_base(api_base) if api_base else None,
         redis_url=redis_url,
         stripe_connect=stripe_connect,
         platform_fee_percent=platform_fee_percent,
+        trusted_proxies=_whole_number(env, "LITESUBS_TRUSTED_PROXIES", default=0, lowest=0, highest=10),
+        api_rate_limit=_whole_number(
+            env, "LITESUBS_API_RATE_LIMIT", default=DEFAULT_API_RATE_LIMIT, lowest=1, highest=1_000_000
+        ),
     )
 
 

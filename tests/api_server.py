@@ -34,7 +34,7 @@ def serve_api() -> Iterator[str]:
     thread.start()
     base_url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_listening(base_url)
+        wait_until_listening(base_url)
         yield base_url
     finally:
         loop.call_soon_threadsafe(server.stop)
@@ -42,7 +42,7 @@ def serve_api() -> Iterator[str]:
         loop.close()
 
 
-def _wait_until_listening(base_url: str) -> None:
+def wait_until_listening(base_url: str) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         try:

@@ -75,10 +75,16 @@ def create_user(engine: Engine, *, name: str = "Test User", email: str | None = 
 
 @pytest.fixture(scope="session")
 def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
-    """The production build on a free port with a fresh SQLite database, once per test run."""
+    """The production build on a free port with a fresh SQLite database, once per test run.
+
+    It trusts one proxy hop, as behind the README's reverse proxy: a browser context that sends
+    X-Forwarded-For is that client; without the header, the client is the connection's address.
+    """
     directory = tmp_path_factory.mktemp("app")
     with sqlite_database(directory) as url:
-        server = start_app_server(url, ARTIFACTS / "app-server.log", directory)
+        server = start_app_server(
+            url, ARTIFACTS / "app-server.log", directory, extra_env={"LITESUBS_TRUSTED_PROXIES": "1"}
+        )
         yield server
         server.stop()
 

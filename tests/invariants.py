@@ -71,9 +71,13 @@ def assert_invariants(engine: Engine, customer_id: int, *, now: datetime | None 
         assert entry.lot_id is None or entry.lot_id in lots
     assert balance == customer.balance
 
-    # each lot was created by exactly one grant entry for its full amount; an expiry emptied its lot when due
-    assert all(entry.kind in GRANT_KINDS | HOLD_ENDINGS for entry in entries if entry.delta > 0)
+    # each lot was created by exactly one grant entry for its full amount; an expiry emptied its lot when due;
+    # a won dispute gives back no more than its dispute took from the lot
+    assert all(entry.kind in GRANT_KINDS | HOLD_ENDINGS | {"dispute"} for entry in entries if entry.delta > 0)
     grants = [entry for entry in entries if entry.kind in GRANT_KINDS and entry.delta > 0]
+    for lot_id in {entry.lot_id for entry in entries if entry.kind == "dispute"}:
+        assert lot_id is not None
+        assert sum(entry.delta for entry in entries if entry.kind == "dispute" and entry.lot_id == lot_id) <= 0
     assert sorted(entry.lot_id for entry in grants) == sorted(lots)
     assert all(lots[entry.lot_id].granted == entry.delta for entry in grants)
     for entry in entries:

@@ -2,8 +2,9 @@
 
 It speaks Stripe's wire format (form-encoded requests with bracketed keys, JSON objects and
 errors shaped like Stripe's) for the few endpoints Litesubs uses: Checkout Sessions (create,
-retrieve) and refunds. Tests play Stripe's part with `complete` (the buyer paid) and build,
-sign and deliver webhook events with `event`, `sign` and `deliver`.
+retrieve, list by payment) and refunds (honouring `Idempotency-Key`). Tests play Stripe's part with
+`complete` (the buyer paid) and `dispute`, and build, sign and deliver webhook events with `event`,
+`sign` and `deliver`.
 
 Connect: Express accounts (create, retrieve), account links, login links, the `Stripe-Account`
 header (a connected account's sessions, charges and refunds are visible only through it) and
@@ -76,6 +77,8 @@ class FakeStripe:
     # Account links handed out: link id -> (account, return_url, refresh_url).
     links: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     refusal: str | None = None
+    # Refunds made per (account, Idempotency-Key): Stripe scopes idempotency keys to the account.
+    refunds_by_idempotency_key: dict[tuple[str | None, str], dict[str, Any]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # --- What Stripe does when the buyer acts ---------------------------------------------
@@ -105,6 +108,20 @@ class FakeStripe:
     def charge_of(self, session_id: str) -> dict[str, Any]:
         payment_intent = self.sessions[session_id]["payment_intent"]
         return next(dict(charge) for charge in self.charges.values() if charge["payment_intent"] == payment_intent)
+
+    def dispute(self, session_id: str, *, status: str = "needs_response", reason: str = "fraudulent") -> dict[str, Any]:
+        """The buyer's bank disputes the session's charge (a chargeback); `status` `won` or `lost` once closed."""
+        charge = self.charge_of(session_id)
+        return {
+            "id": f"dp_{charge['id']}",
+            "object": "dispute",
+            "amount": charge["amount"],
+            "charge": charge["id"],
+            "currency": charge["currency"],
+            "payment_intent": charge["payment_intent"],
+            "reason": reason,
+            "status": status,
+        }
 
     def _settle(self, session: dict[str, Any]) -> None:
         session["payment_status"] = "paid"
@@ -200,7 +217,12 @@ class FakeStripe:
     # --- The API --------------------------------------------------------------------------
 
     def handle(
-        self, method: str, path: str, params: dict[str, Any], account: str | None = None
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any],
+        account: str | None = None,
+        idempotency_key: str | None = None,
     ) -> tuple[int, dict[str, Any]]:
         """Answer one API request; `account` is its Stripe-Account header (acting on a connected account)."""
         with self.lock:
@@ -212,11 +234,24 @@ class FakeStripe:
                 return self._connect(method, path, params)
             if (method, path) == ("POST", "/v1/checkout/sessions"):
                 return 200, self._create_session(params, account)
+            if (method, path) == ("GET", "/v1/checkout/sessions"):
+                found = [
+                    s
+                    for s in self.sessions.values()
+                    if s["payment_intent"] == params.get("payment_intent") and self.owners.get(s["id"]) == account
+                ]
+                return 200, {"object": "list", "data": found[:1], "has_more": False, "url": path}
             if method == "GET" and path.startswith("/v1/checkout/sessions/"):
                 session_id = path.rsplit("/", 1)[1]
                 return self._found("checkout.session", self._owned(self.sessions, session_id, account), "id")
             if (method, path) == ("POST", "/v1/refunds"):
-                return self._refund(params, account)
+                key = (account, idempotency_key) if idempotency_key is not None else None
+                if key in self.refunds_by_idempotency_key:
+                    return 200, self.refunds_by_idempotency_key[key]
+                status, refund = self._refund(params, account)
+                if status == 200 and key is not None:
+                    self.refunds_by_idempotency_key[key] = refund
+                return status, refund
         return 404, _error(f"Unrecognized request URL ({method}: {path}).", param=None)
 
     def _owned(self, objects: dict[str, dict[str, Any]], object_id: str, account: str | None) -> dict[str, Any] | None:
@@ -393,7 +428,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         if path == "/favicon.ico":
             self._send(204, b"", "image/x-icon")
             return
@@ -401,7 +436,7 @@ class _Handler(BaseHTTPRequestHandler):
         if page is not None:
             self._send(200, page.encode(), "text/html; charset=utf-8")
             return
-        self._answer("GET", {})
+        self._answer("GET", decode_form(query))
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
@@ -413,7 +448,11 @@ class _Handler(BaseHTTPRequestHandler):
             status, body = 401, {"error": {"type": "invalid_request_error", "message": "Invalid API Key provided."}}
         else:
             status, body = stripe.handle(
-                method, self.path.split("?", 1)[0], params, self.headers.get("Stripe-Account") or None
+                method,
+                self.path.split("?", 1)[0],
+                params,
+                self.headers.get("Stripe-Account") or None,
+                self.headers.get("Idempotency-Key"),
             )
         self._send(status, json.dumps(body).encode(), "application/json")
 

@@ -209,19 +209,37 @@ def test_unknown_email_costs_a_bcrypt_check_too(engine: Engine, monkeypatch: pyt
 # Rate limits
 
 
-def test_sign_in_is_limited_per_email_before_the_password_is_checked(engine: Engine) -> None:
-    email, now = _register(engine).email, utcnow()
-    for _ in range(accounts.SIGN_IN_ATTEMPTS_PER_EMAIL):
+def test_sign_in_is_limited_per_email_and_client_before_the_password_is_checked(engine: Engine) -> None:
+    email, client, now = _register(engine).email, _client(), utcnow()
+    for _ in range(accounts.SIGN_IN_ATTEMPTS_PER_EMAIL_AND_CLIENT):
         with pytest.raises(InvalidCredentials):
-            _sign_in(engine, email, WRONG, now=now)
+            _sign_in(engine, email, WRONG, client=client, now=now)
 
     with pytest.raises(RateLimited) as error:
-        _sign_in(engine, email.upper(), PASSWORD, now=now + timedelta(seconds=20))
+        _sign_in(engine, email.upper(), PASSWORD, client=client, now=now + timedelta(seconds=20))
     assert error.value.retry_after == 40
     assert error.value.message == "Too many sign-in attempts. Try again in 40 seconds."
     assert (error.value.code, error.value.status) == ("rate_limited", 429)
 
-    assert _sign_in(engine, email, PASSWORD, now=now + timedelta(minutes=1)).email == email
+    assert _sign_in(engine, email, PASSWORD, client=_client(), now=now + timedelta(seconds=20)).email == email
+    assert _sign_in(engine, email, PASSWORD, client=client, now=now + timedelta(minutes=1)).email == email
+
+
+def test_failures_from_many_clients_never_lock_the_owner_out_but_slow_sign_in_down(engine: Engine) -> None:
+    email, now = _register(engine).email, utcnow()
+    assert accounts.sign_in_delay(email=email, engine=engine, now=now) == 0
+    delays = []
+    for _ in range(3 * accounts.SIGN_IN_ATTEMPTS_PER_EMAIL_AND_CLIENT):
+        with pytest.raises(InvalidCredentials):
+            _sign_in(engine, email, WRONG, client=_client(), now=now)
+        delays.append(accounts.sign_in_delay(email=email.upper(), engine=engine, now=now))
+
+    assert delays[: accounts.SIGN_IN_SLOWDOWN_AFTER - 1] == [0] * (accounts.SIGN_IN_SLOWDOWN_AFTER - 1)
+    growing = delays[accounts.SIGN_IN_SLOWDOWN_AFTER - 1 :]
+    assert growing[:4] == [0.25, 0.5, 1.0, 2.0]
+    assert growing[-1] == accounts.SIGN_IN_MAX_DELAY_SECONDS
+    assert _sign_in(engine, email, PASSWORD, client=_client(), now=now).email == email
+    assert accounts.sign_in_delay(email=email, engine=engine, now=now + timedelta(minutes=1)) == 0
 
 
 def test_sign_in_is_limited_per_client(engine: Engine) -> None:
@@ -237,29 +255,64 @@ def test_sign_in_is_limited_per_client(engine: Engine) -> None:
     assert _sign_in(engine, user.email, PASSWORD, client=client, now=now + timedelta(seconds=60)).id == user.id
 
 
+def test_registration_is_limited_per_client(engine: Engine) -> None:
+    client, now = _client(), utcnow()
+    for _ in range(accounts.REGISTRATIONS_PER_CLIENT):
+        accounts.register(name="Ada", email=_email(), password=PASSWORD, client_key=client, engine=engine, now=now)
+    email = _email()
+    with pytest.raises(RateLimited, match="Too many registrations"):
+        accounts.register(name="Ada", email=email, password=PASSWORD, client_key=client, engine=engine, now=now)
+    assert _stored_user(engine, email) is None
+    accounts.register(name="Ada", email=email, password=PASSWORD, client_key=_client(), engine=engine, now=now)
+    assert _stored_user(engine, email) is not None
+
+
+def test_wrong_current_passwords_are_limited_per_user(engine: Engine) -> None:
+    user, now = _register(engine), utcnow()
+    token = accounts.start_session(user_id=user.id, engine=engine)
+
+    def change(current: str, moment) -> None:
+        accounts.change_password(
+            user_id=user.id,
+            current_password=current,
+            new_password="a new password",
+            current_token=token,
+            engine=engine,
+            now=moment,
+        )
+
+    for _ in range(accounts.PASSWORD_CHECKS_PER_USER):
+        with pytest.raises(InvalidRequest):
+            change(WRONG, now)
+    with pytest.raises(RateLimited, match="Too many password attempts"):
+        change(PASSWORD, now)
+    change(PASSWORD, now + timedelta(minutes=1))
+    assert _sign_in(engine, user.email, "a new password").id == user.id
+
+
 def test_the_window_slides_and_refused_attempts_do_not_count(engine: Engine) -> None:
-    email, start = _email(), utcnow()
+    email, client, start = _email(), _client(), utcnow()
     for second in range(10):
         with pytest.raises(InvalidCredentials):
-            _sign_in(engine, email, WRONG, now=start + timedelta(seconds=second))
+            _sign_in(engine, email, WRONG, client=client, now=start + timedelta(seconds=second))
     for second in (10, 30, 59):
         with pytest.raises(RateLimited) as error:
-            _sign_in(engine, email, WRONG, now=start + timedelta(seconds=second))
+            _sign_in(engine, email, WRONG, client=client, now=start + timedelta(seconds=second))
         assert error.value.retry_after == 60 - second
 
     later = start + timedelta(seconds=60)  # the first attempt has left the window, the refusals never entered it
     with pytest.raises(InvalidCredentials):
-        _sign_in(engine, email, WRONG, now=later)
+        _sign_in(engine, email, WRONG, client=client, now=later)
     with pytest.raises(RateLimited) as error:
-        _sign_in(engine, email, WRONG, now=later)
+        _sign_in(engine, email, WRONG, client=client, now=later)
     assert error.value.message == "Too many sign-in attempts. Try again in 1 second."
 
 
 def test_successful_sign_ins_do_not_count(engine: Engine) -> None:
     user, client, now = _register(engine), _client(), utcnow()
-    for _ in range(3 * accounts.SIGN_IN_ATTEMPTS_PER_EMAIL):
+    for _ in range(3 * accounts.SIGN_IN_ATTEMPTS_PER_EMAIL_AND_CLIENT):
         _sign_in(engine, user.email, PASSWORD, client=client, now=now)
-    for _ in range(accounts.SIGN_IN_ATTEMPTS_PER_EMAIL - 1):
+    for _ in range(accounts.SIGN_IN_ATTEMPTS_PER_EMAIL_AND_CLIENT - 1):
         with pytest.raises(InvalidCredentials):
             _sign_in(engine, user.email, WRONG, client=client, now=now)
     _sign_in(engine, user.email, PASSWORD, client=client, now=now)
@@ -270,35 +323,39 @@ def test_successful_sign_ins_do_not_count(engine: Engine) -> None:
 
 
 def test_parallel_attempts_cannot_slip_past_the_limit(engine: Engine) -> None:
-    email, now = _register(engine).email, utcnow()
+    email, client, now = _register(engine).email, _client(), utcnow()
 
     def attempt(_: int) -> str:
         try:
-            _sign_in(engine, email, WRONG, now=now)
+            _sign_in(engine, email, WRONG, client=client, now=now)
         except DomainError as error:
             return error.code
         return "signed in"
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         outcomes = list(pool.map(attempt, range(24)))
-    assert outcomes.count("invalid_credentials") == accounts.SIGN_IN_ATTEMPTS_PER_EMAIL
-    assert outcomes.count("rate_limited") == 24 - accounts.SIGN_IN_ATTEMPTS_PER_EMAIL
+    assert outcomes.count("invalid_credentials") == accounts.SIGN_IN_ATTEMPTS_PER_EMAIL_AND_CLIENT
+    assert outcomes.count("rate_limited") == 24 - accounts.SIGN_IN_ATTEMPTS_PER_EMAIL_AND_CLIENT
 
 
 def test_attempts_that_no_longer_count_are_pruned(engine: Engine) -> None:
     email, client, start = _email(), _client(), utcnow()
     with pytest.raises(InvalidCredentials):
         _sign_in(engine, email, WRONG, client=client, now=start)
-    keys = [rate_limits.limit_key("sign-in-email", email), rate_limits.limit_key("sign-in-client", client)]
+    keys = [
+        rate_limits.limit_key("sign-in-email", email),
+        rate_limits.limit_key("sign-in-client", client),
+        rate_limits.limit_key("sign-in-email-client", f"{email}\x00{client}"),
+    ]
 
     def rows() -> int:
         with Session(engine) as session:
             return session.exec(select(func.count()).where(col(LoginAttempt.key).in_(keys))).one()
 
-    assert rows() == 2
+    assert rows() == 3
     with pytest.raises(InvalidCredentials):
         _sign_in(engine, _email(), WRONG, now=start + timedelta(seconds=30))
-    assert rows() == 2
+    assert rows() == 3
     with pytest.raises(InvalidCredentials):
         _sign_in(engine, _email(), WRONG, now=start + timedelta(seconds=60))
     assert rows() == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
@@ -13,6 +13,7 @@ from litesubs.db import make_engine
 from litesubs.models import User
 from litesubs.services import accounts
 from tests.app_server import AppServer
+from tests.browser import DESKTOP
 from tests.conftest import ARTIFACTS
 
 PASSWORD = "correct horse battery"
@@ -160,3 +161,39 @@ def test_account_settings_change_name_and_password(page: Page) -> None:
     sign_out(page)
     sign_in(page, email, "a brand new password")
     expect(page.get_by_role("heading", name="Welcome to Litesubs, New Name")).to_be_visible()
+
+
+def test_behind_a_proxy_an_attacker_is_stopped_and_cannot_lock_the_owner_out(
+    browser: Browser, app_server: AppServer
+) -> None:
+    """The test app trusts one proxy hop (LITESUBS_TRUSTED_PROXIES=1): X-Forwarded-For names each client, as
+    the README's reverse proxy would. Every request reaches the app from the same address, 127.0.0.1."""
+    owner_email = fresh_email()
+    accounts.register(name="Owner", email=owner_email, password=PASSWORD, engine=make_engine(app_server.database_url))
+    attacker = _context_behind_proxy(browser, app_server, client="203.0.113.7")
+    owner = _context_behind_proxy(browser, app_server, client="198.51.100.2")
+    try:
+        page = attacker.new_page()
+        page.goto("/login")
+        for attempt in range(accounts.SIGN_IN_ATTEMPTS_PER_EMAIL_AND_CLIENT):
+            sign_in(page, owner_email, f"guess number {attempt}")
+            expect(page.get_by_role("alert")).to_have_text("Wrong email or password.")
+            page.get_by_label("Password", exact=True).fill("")
+        sign_in(page, owner_email, "one more guess")
+        expect(page.get_by_role("alert")).to_contain_text("Too many sign-in attempts.")
+        page.screenshot(path=ARTIFACTS / "login-rate-limited.png", full_page=True)
+
+        owners_page = owner.new_page()
+        owners_page.goto("/login")
+        sign_in(owners_page, owner_email)
+        expect(owners_page).to_have_url(re.compile(r"/dashboard/?$"))
+        expect(owners_page.get_by_role("heading", name="Welcome to Litesubs, Owner")).to_be_visible()
+    finally:
+        attacker.close()
+        owner.close()
+
+
+def _context_behind_proxy(browser: Browser, app_server: AppServer, *, client: str) -> BrowserContext:
+    return browser.new_context(
+        base_url=app_server.base_url, viewport=DESKTOP, extra_http_headers={"X-Forwarded-For": client}
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import secrets
 from datetime import timedelta
 
 import pytest
@@ -13,6 +14,7 @@ from sqlmodel import Session
 from litesubs.models import Customer, User, utcnow
 from litesubs.services import customer_directory as directory
 from litesubs.services import holds
+from litesubs.services.api_keys import create_key, revoke_key
 from litesubs.services.customers import get_or_create_customer
 from litesubs.services.errors import InvalidRequest, NotFound
 from litesubs.services.ledger import Actor, debit, grant
@@ -187,3 +189,60 @@ def test_exports_stream_every_row_as_csv(
     )
     assert [int(row["delta"]) for row in ledger] == [30, 10, 20]
     assert {row["kind"] for row in ledger} == {"credit"}
+
+
+def test_exports_neutralise_cells_a_spreadsheet_would_run_as_formulas(engine: Engine) -> None:
+    creator = create_user(engine, name="Creator")
+    tag = creator.email.split("@")[0]
+    customer = add_customer(engine, creator, name='=HYPERLINK("http://evil.example","Bob")', email=f"b-{tag}@x.org")
+    for reason, key in (("=1+1", "\tkey-1"), ("+1", "\rkey-2"), ("-2+3", "@key-3"), ("@SUM(A1)", "plain")):
+        grant(
+            creator_id=creator.id,
+            customer_id=customer.id,
+            amount=1,
+            reason=reason,
+            actor=Actor("creator", creator.id),
+            idempotency_key=key,
+            engine=engine,
+        )
+    debit(creator_id=creator.id, customer_id=customer.id, amount=2, actor=Actor("creator", creator.id), engine=engine)
+
+    customers = list(
+        csv.DictReader(io.StringIO("".join(directory.export_customers_csv(creator_id=creator.id, engine=engine))))
+    )
+    assert customers[0]["name"] == '\'=HYPERLINK("http://evil.example","Bob")'
+
+    ledger = list(
+        csv.DictReader(io.StringIO("".join(directory.export_ledger_csv(creator_id=creator.id, engine=engine))))
+    )
+    assert [row["reason"] for row in ledger] == ["'=1+1", "'+1", "'-2+3", "'@SUM(A1)", ""]
+    assert [row["idempotency_key"] for row in ledger] == ["'\tkey-1", "'\rkey-2", "'@key-3", "plain", ""]
+    assert [row["delta"] for row in ledger] == ["1", "1", "1", "1", "-2"]  # numbers are not text: left as they are
+
+
+def test_the_ledger_says_who_made_each_change_in_words(engine: Engine) -> None:
+    creator = create_user(engine, name="Creator")
+    customer = add_customer(engine, creator, name="Ada", email=f"ada-{secrets.token_hex(4)}@example.com")
+    backend, _secret = create_key(creator_id=creator.id, name="backend", engine=engine)
+    retired, _secret = create_key(creator_id=creator.id, name="old script", engine=engine)
+    revoke_key(creator_id=creator.id, key_id=retired.id, engine=engine)
+    for actor in (
+        Actor("creator", creator.id),
+        Actor("api_key", backend.id),
+        Actor("api_key", retired.id),
+        Actor("stripe", "pi_test_1"),
+        Actor("system"),
+        Actor("buyer", customer.buyer_id),
+    ):
+        grant(creator_id=creator.id, customer_id=customer.id, amount=1, actor=actor, engine=engine)
+
+    page, names, _what = directory.customer_ledger(creator_id=creator.id, customer_id=customer.id, engine=engine)
+
+    assert [names[entry.id] for entry in reversed(page.entries)] == [
+        "You",
+        'API key "backend"',
+        'API key "old script"',
+        "Stripe",
+        "Litesubs",
+        "Buyer",
+    ]

@@ -9,13 +9,16 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
-from litesubs.models import Customer, User
+from litesubs.db import write_session
+from litesubs.models import CreditLot, Customer, User, utcnow
+from litesubs.payments.checkout import pay_test_checkout, start_checkout
 from litesubs.services import holds
 from litesubs.services.api_keys import create_key
+from litesubs.services.customers import suspend_customer
 from litesubs.services.errors import CustomerSuspended
-from litesubs.services.ledger import Actor, debit, grant
+from litesubs.services.ledger import Actor, debit, grant, lock_customer, take_back_lot
 from tests.app_server import AppServer
 from tests.browser import PHONE, sign_in_new_user
 from tests.conftest import ARTIFACTS, create_user
@@ -202,4 +205,37 @@ def test_the_customer_page_shows_held_credits_active_holds_and_hold_entries_in_w
     page.screenshot(path=ARTIFACTS / "customer-holds-desktop.png", full_page=True)
     page.set_viewport_size(PHONE)
     page.screenshot(path=ARTIFACTS / "customer-holds-phone.png", full_page=True)
+    assert_invariants(app_engine, customer.id)
+
+
+def test_the_customer_page_shows_automatic_refunds_with_their_reason_and_disputes(
+    page: Page, app_server: AppServer, app_engine: Engine
+) -> None:
+    creator = sign_in_new_user(page, base_url=app_server.base_url, engine=app_engine)
+    customer = add_buyer(app_engine, creator, "Dora Disputer", 40)
+    pack = make_pack(app_engine, creator.id, name="Coaching")
+    checkout_url = start_checkout(buyer_id=customer.buyer_id, public_id=pack.public_id, engine=app_engine)
+    suspend_customer(creator_id=creator.id, customer_id=customer.id, engine=app_engine)
+    pay_test_checkout(buyer_id=customer.buyer_id, session_id=checkout_url.rsplit("/", 1)[1], engine=app_engine)
+    with write_session(app_engine) as session:  # a chargeback on the first purchase, as charge.dispute.created does
+        locked = lock_customer(session, creator_id=creator.id, customer_id=customer.id, now=utcnow())
+        lot_id = session.exec(select(CreditLot.id).where(CreditLot.customer_id == customer.id)).first()
+        take_back_lot(
+            session,
+            locked,
+            lot_id=lot_id,
+            actor=Actor("stripe", "dp_test_1"),
+            now=utcnow(),
+            reason="Payment disputed: fraudulent",
+            kind="dispute",
+        )
+
+    page.goto(f"/dashboard/customers/{customer.id}")
+
+    expect(
+        page.get_by_text("Refunded automatically: The customer was suspended before the payment completed.")
+    ).to_be_visible()
+    expect(page.get_by_role("cell", name="Payment disputed: fraudulent")).to_be_visible()
+    expect(page.get_by_role("cell", name="Disputed", exact=True)).to_be_visible()
+    page.screenshot(path=ARTIFACTS / "customer-refunds-and-disputes.png", full_page=True)
     assert_invariants(app_engine, customer.id)

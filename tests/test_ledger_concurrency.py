@@ -13,13 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import TypeVar
 
+import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from litesubs.models import CreditLot, Customer, LedgerEntry, utcnow
 from litesubs.services import ledger
-from litesubs.services.customers import get_or_create_customer
-from litesubs.services.errors import DomainError, InsufficientCredits
+from litesubs.services.customers import get_or_create_customer, suspend_customer
+from litesubs.services.errors import CustomerSuspended, DomainError, InsufficientCredits, NotFound
 from litesubs.services.ledger import Actor, LedgerResult, debit, grant
 from tests.conftest import create_user
 from tests.invariants import assert_invariants
@@ -235,3 +236,94 @@ def _comparable_entry(engine: Engine, customer: Customer, entry: LedgerEntry) ->
         _lot_number(engine, customer, entry.lot_id),
         entry.idempotency_key,
     )
+
+
+# --- What a batch leaves to the general path ----------------------------------------------------
+
+
+def _batch(engine: Engine, customer: Customer, plan: list[tuple[int, str | None]], *, now=None, customer_id=None):
+    """Debits of one customer as the hot path coalesces them (`customer_id` may name one that does not exist)."""
+    customer_id = customer.id if customer_id is None else customer_id
+    return [
+        ledger._Debit(
+            engine,
+            customer.creator_id,
+            customer_id,
+            amount,
+            {"operation": "debit", "amount": amount, "reason": "API call", "customer_id": customer_id},
+            ledger._Cause("debit", API_KEY, "API call", now or utcnow(), key),
+        )
+        for amount, key in plan
+    ]
+
+
+def test_a_batch_that_meets_a_due_lot_changes_nothing_and_the_general_path_expires_it_first(
+    postgres_engine: Engine,
+) -> None:
+    engine, now = postgres_engine, utcnow()
+    customer = new_customer(engine)
+    grant(
+        creator_id=customer.creator_id,
+        customer_id=customer.id,
+        amount=5,
+        actor=API_KEY,
+        expires_at=now + timedelta(hours=1),
+        engine=engine,
+    )
+    api_grant(engine, customer, 10)
+    later = now + timedelta(hours=2)
+
+    outcomes = ledger._debit_together(_batch(engine, customer, [(3, "due-1"), (4, None)], now=later))
+
+    assert outcomes == [None, None]
+    assert balance_of(engine, customer.id) == 15
+    result = debit(
+        creator_id=customer.creator_id,
+        customer_id=customer.id,
+        amount=3,
+        actor=API_KEY,
+        idempotency_key="due-1",
+        now=later,
+        engine=engine,
+    )
+    assert (result.balance_after, result.replayed) == (7, False)  # the 5 expired first, then 3 of the 10 spent
+    assert [entry.kind for entry in entries_of(engine, customer.id)] == ["credit", "credit", "expiry", "debit"]
+    assert_invariants(engine, customer.id, now=later)
+
+
+def test_a_batch_for_a_customer_that_does_not_exist_claims_no_key(postgres_engine: Engine) -> None:
+    engine = postgres_engine
+    customer = new_customer(engine)
+    api_grant(engine, customer, 10)
+
+    outcomes = ledger._debit_together(_batch(engine, customer, [(1, "ghost-1"), (2, None)], customer_id=2**31 - 1))
+
+    assert outcomes == [None, None]
+    for _ in range(2):  # the key was not used up: the general path answers NotFound each time, never a replay
+        with pytest.raises(NotFound):
+            debit(
+                creator_id=customer.creator_id,
+                customer_id=2**31 - 1,
+                amount=1,
+                actor=API_KEY,
+                idempotency_key="ghost-1",
+                engine=engine,
+            )
+    assert balance_of(engine, customer.id) == 10
+
+
+def test_a_suspended_customer_refuses_every_debit_of_a_batch_and_the_refusals_replay(postgres_engine: Engine) -> None:
+    engine = postgres_engine
+    customer = new_customer(engine)
+    api_grant(engine, customer, 10)
+    suspend_customer(creator_id=customer.creator_id, customer_id=customer.id, engine=engine)
+
+    outcomes = ledger._debit_together(_batch(engine, customer, [(1, "suspended-1"), (2, None), (3, "suspended-2")]))
+
+    assert [outcome["refusal"] for outcome in outcomes] == ["customer_suspended"] * 3
+    with pytest.raises(CustomerSuspended) as replayed:
+        api_debit(engine, customer, 1, key="suspended-1")
+    assert replayed.value.replayed
+    assert balance_of(engine, customer.id) == 10
+    assert [entry.kind for entry in entries_of(engine, customer.id)] == ["credit"]
+    assert_invariants(engine, customer.id)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel
 
-from litesubs.migrations import migrate
+from litesubs.migrations import alembic_config, migrate
 from litesubs.models import Customer, User
 from tests.conftest import create_user
 
@@ -20,9 +21,21 @@ def test_migrations_create_every_table(engine: Engine) -> None:
     assert "alembic_version" in tables
 
 
-def test_migrating_twice_is_a_no_op(database_url: str) -> None:
+def test_migrating_twice_is_a_no_op(database_url: str, engine: Engine) -> None:
+    def state() -> tuple[str | None, dict[str, list[str]]]:
+        with engine.connect() as connection:
+            revision = MigrationContext.configure(connection).get_current_revision()
+        inspector = inspect(engine)
+        return revision, {table: sorted(c["name"] for c in inspector.get_columns(table)) for table in tables()}
+
+    def tables() -> list[str]:
+        return sorted(inspect(engine).get_table_names())
+
     migrate(database_url)
+    before = state()
     migrate(database_url)
+    assert state() == before
+    assert before[0] == ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def test_email_must_be_stored_normalised(engine: Engine) -> None:

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from litesubs.settings import REPO_ROOT, SettingsError, load_settings
+from litesubs.settings import REPO_ROOT, SettingsError, load_settings, masked
 
 
 def test_defaults_are_sqlite_in_the_repo_and_test_mode() -> None:
@@ -128,3 +128,65 @@ def test_connect_without_a_key_stops_start_up_with_one_line() -> None:
         "litesubs: configuration error: STRIPE_CONNECT=1 needs STRIPE_SECRET_KEY, the secret key of your Stripe "
         "Connect platform"
     ]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DATABASE_URL", "mysql://admin:hunter2secret@db:3306/ls"),
+        ("REDIS_URL", "http://:hunter2secret@redis:6379/0"),
+        ("LITESUBS_BASE_URL", "ftp://admin:hunter2secret@example.com"),
+        ("STRIPE_API_BASE", "http://admin:hunter2secret@stripe.example.com"),
+    ],
+)
+def test_configuration_errors_never_print_passwords(name: str, value: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        load_settings({name: value, "STRIPE_WEBHOOK_SECRET": "whsec_1"})
+    assert "hunter2secret" not in str(raised.value)
+    assert ":***@" in str(raised.value)
+
+
+def test_masked_keeps_urls_without_a_password_as_they_are() -> None:
+    assert masked("postgresql://ls@db/ls") == "postgresql://ls@db/ls"
+    assert masked("postgresql://ls:pw@db:5432/ls?sslmode=require") == "postgresql://ls:***@db:5432/ls?sslmode=require"
+
+
+def test_an_https_deploy_without_a_stripe_key_stops_unless_test_mode_is_intended() -> None:
+    with pytest.raises(SettingsError, match="STRIPE_SECRET_KEY is not set") as raised:
+        load_settings({"LITESUBS_BASE_URL": "https://credits.example.com"})
+    assert "LITESUBS_TEST_MODE=1" in str(raised.value)
+    assert load_settings({"LITESUBS_BASE_URL": "https://credits.example.com", "LITESUBS_TEST_MODE": "1"}).test_mode
+    assert load_settings({"LITESUBS_BASE_URL": "http://localhost:3000"}).test_mode
+    stripe = {"STRIPE_SECRET_KEY": "sk_live_1", "STRIPE_WEBHOOK_SECRET": "whsec_1"}
+    assert not load_settings({"LITESUBS_BASE_URL": "https://credits.example.com", **stripe}).test_mode
+
+
+def test_the_https_deploy_without_a_key_stops_start_up_with_one_line() -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("STRIPE_", "LITESUBS_TEST_MODE"))}
+    env["LITESUBS_BASE_URL"] = "https://credits.example.com"
+    result = subprocess.run(
+        [sys.executable, "-m", "litesubs", "check-config"], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "STRIPE_SECRET_KEY is not set" in result.stderr
+
+
+@pytest.mark.parametrize("base", ["http://localhost:12111", "http://127.0.0.1:8080", "https://stripe.internal"])
+def test_stripe_api_base_is_https_or_local(base: str) -> None:
+    assert load_settings({"STRIPE_API_BASE": base}).stripe_api_base == base
+
+
+def test_stripe_api_base_over_plain_http_elsewhere_is_refused() -> None:
+    with pytest.raises(SettingsError, match="STRIPE_API_BASE must be an https URL unless it is on localhost"):
+        load_settings({"STRIPE_API_BASE": "http://stripe.internal"})
+
+
+def test_proxies_and_api_rate_limit_are_whole_numbers() -> None:
+    settings = load_settings({"LITESUBS_TRUSTED_PROXIES": "1", "LITESUBS_API_RATE_LIMIT": "5"})
+    assert (settings.trusted_proxies, settings.api_rate_limit) == (1, 5)
+    assert (load_settings({}).trusted_proxies, load_settings({}).api_rate_limit) == (0, 100)
+    with pytest.raises(SettingsError, match="LITESUBS_TRUSTED_PROXIES must be a whole number"):
+        load_settings({"LITESUBS_TRUSTED_PROXIES": "-1"})
+    with pytest.raises(SettingsError, match="LITESUBS_API_RATE_LIMIT must be a whole number"):
+        load_settings({"LITESUBS_API_RATE_LIMIT": "0"})

@@ -421,7 +421,7 @@ def _customer_file() -> rx.Component:
             "No purchases yet.",
             CustomerState.purchases,
             _simple_table(
-                ["Pack", "Amount", "Credits", "Status", "Date"],
+                ["Pack", "Amount", "Credits", "Status", "Date", "Note"],
                 CustomerState.purchases,
                 lambda p: [
                     rx.table.cell(p["pack"]),
@@ -429,6 +429,7 @@ def _customer_file() -> rx.Component:
                     rx.table.cell(p["credits"]),
                     rx.table.cell(status_badge(p["status"], {})),
                     rx.table.cell(local_time(p["date"])),
+                    rx.table.cell(rx.text(p["note"], size="2", color_scheme="gray")),
                 ],
             ),
         ),

@@ -25,6 +25,7 @@ from litesubs.models import Customer, Pack, Purchase, User, utcnow
 from litesubs.payments import connect
 from litesubs.payments.fulfilment import TEST_MODE_SESSION_PREFIX, fulfil_checkout
 from litesubs.payments.stripe_gateway import create_checkout_session, retrieve_checkout_session
+from litesubs.services import rate_limits
 from litesubs.services.customers import SUSPENDED
 from litesubs.services.errors import CustomerSuspended, DomainError, NotFound, OwnPack, PackUnavailable
 from litesubs.services.ledger import get_balance
@@ -32,6 +33,7 @@ from litesubs.services.packs import PublicPack, public_pack
 from litesubs.settings import get_settings
 
 NO_SUCH_CHECKOUT = "This checkout does not exist."
+CHECKOUTS_PER_BUYER = 10  # per rate_limits.WINDOW (a minute): each Stripe checkout costs a call to Stripe
 
 
 @dataclass(frozen=True)
@@ -94,12 +96,16 @@ def start_checkout(*, buyer_id: int, public_id: str, engine: Engine | None = Non
     """Open a checkout for the pack and return the URL to send the buyer to.
 
     Stripe mode: a Stripe Checkout Session's page. Test mode: our own checkout page. Raises
-    `NotFound`, `PackUnavailable`, `OwnPack`, `CustomerSuspended` or (Stripe down) `PaymentUnavailable`.
+    `NotFound`, `PackUnavailable`, `OwnPack`, `CustomerSuspended`, `RateLimited` (more than CHECKOUTS_PER_BUYER
+    a minute) or (Stripe down) `PaymentUnavailable`.
     """
-    offer = public_pack(public_id=public_id, engine=engine, now=now or utcnow())
+    now = now or utcnow()
+    offer = public_pack(public_id=public_id, engine=engine, now=now)
     refusal = _refusal(buyer_id=buyer_id, pack=offer, engine=engine)
     if refusal is not None:
         raise refusal
+    limit = rate_limits.Limit(rate_limits.limit_key("checkout-buyer", str(buyer_id)), CHECKOUTS_PER_BUYER)
+    rate_limits.reserve([limit], action="checkouts started", now=now, engine=engine)
     settings = get_settings()
     with read_session(engine) as session:
         account = connect.charge_account_of(session, offer.creator_id)
@@ -110,7 +116,7 @@ def start_checkout(*, buyer_id: int, public_id: str, engine: Engine | None = Non
     else:
         checkout = _stripe_checkout(offer, buyer_id=buyer_id, charge=charge, engine=engine)
         session_id, url = checkout["id"], checkout["url"]
-    _record_pending_purchase(engine, offer, buyer_id=buyer_id, session_id=session_id, charge=charge)
+    _record_pending_purchase(engine, offer, buyer_id=buyer_id, session_id=session_id, charge=charge, now=now)
     return url
 
 
@@ -145,9 +151,12 @@ def _stripe_checkout(offer: PublicPack, *, buyer_id: int, charge: _Charge, engin
 
 
 def _record_pending_purchase(
-    engine: Engine | None, offer: PublicPack, *, buyer_id: int, session_id: str, charge: _Charge
+    engine: Engine | None, offer: PublicPack, *, buyer_id: int, session_id: str, charge: _Charge, now: datetime
 ) -> None:
-    """The purchase on the terms the buyer was shown (and Stripe charges), pending until fulfilment."""
+    """The purchase on the terms the buyer was shown (and Stripe charges), pending until fulfilment.
+
+    Its `created_at` is when the checkout began: fulfilment honours what was on sale at that moment.
+    """
     with write_session(engine) as session:
         pack_id = session.exec(select(Pack.id).where(Pack.public_id == offer.public_id)).one()
         session.add(
@@ -161,6 +170,7 @@ def _record_pending_purchase(
                 stripe_session_id=session_id,
                 stripe_account_id=charge.account,
                 platform_fee=charge.fee,
+                created_at=now,
             )
         )
 

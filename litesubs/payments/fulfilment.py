@@ -9,9 +9,17 @@ gets the pack's credits once:
   and reads the purchase again after taking it, so a second call sees what the first committed.
 - The credit lot references its purchase and `credit_lot.purchase_id` is unique: the database
   refuses a second lot for the same purchase even if everything above were wrong.
-- A payment that cannot be honoured as bought (amount or currency differ from the purchase, the
-  pack expired before the payment completed, the customer was suspended meanwhile) marks the
-  purchase `mismatch`, grants nothing and is logged; the creator refunds it.
+- A checkout that began while the pack was on sale is honoured even if the pack was disabled or
+  expired before the payment landed: the buyer saw it on sale. Credits of a pack that expired
+  meanwhile last LATE_PAYMENT_GRACE from the payment, so they can be used.
+- A paid checkout that cannot be fulfilled (amount or currency differ from the purchase, the
+  checkout began after the pack expired, the customer was suspended meanwhile) grants nothing and
+  is refunded through Stripe at once, with an idempotency key of its session: however often it is
+  fulfilled again, one refund. The purchase becomes `refunded` with its `refund_reason`, which the
+  creator sees on the customer's page. (`mismatch` is what older versions recorded instead.)
+- A refund can reach us before the payment's `checkout.session.completed`: the purchase is then
+  found through Stripe (the session of the payment) and marked refunded without credits, so the
+  late completion grants nothing. The end state does not depend on the order of events.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
@@ -28,13 +36,16 @@ from sqlmodel import Session, select
 from litesubs.db import write_session
 from litesubs.models import CreditLot, Customer, Pack, Purchase, User, utcnow
 from litesubs.payments.connect import charge_account_of, platform_fee
+from litesubs.payments.stripe_gateway import checkout_session_of_payment, refund_payment
 from litesubs.services.customers import SUSPENDED, get_or_create_customer_in_session
 from litesubs.services.ledger import Actor, grant_in_session, lock_customer, take_back_lot
+from litesubs.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
 TEST_MODE_SESSION_PREFIX = "cs_testmode_"
 PENDING, PAID, FAILED, REFUNDED, MISMATCH = "pending", "paid", "failed", "refunded", "mismatch"
+LATE_PAYMENT_GRACE = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -42,8 +53,10 @@ class FulfilmentResult:
     """What one call did with a Stripe object.
 
     `outcome` is one of: `granted` (credits granted by this call), `already_fulfilled` (an earlier
-    call settled it), `unpaid` (the session is not paid: nothing done), `mismatch`, `failed`,
-    `refunded`, `partial_refund` (not acted on), `not_ours` (no purchase of ours matches).
+    call settled it), `unpaid` (the session is not paid: nothing done), `refunded_unfulfillable`
+    (paid, cannot be fulfilled: refunded through Stripe), `failed`, `refunded`, `partial_refund`
+    (not acted on), `not_ours` (no purchase of ours matches), and for disputes `disputed`,
+    `dispute_won`, `dispute_lost`.
     """
 
     outcome: str
@@ -81,14 +94,14 @@ def fulfil_checkout_in_session(session: Session, checkout: Mapping[str, Any], *,
     purchase = _purchase_of_session(session, checkout["id"])
     if purchase is not None and purchase.status in (PAID, REFUNDED, MISMATCH):
         return FulfilmentResult("already_fulfilled", purchase.id)
-    purchase = purchase or _new_purchase(session, order, checkout["id"])
+    purchase = purchase or _new_purchase(session, order, checkout, now=now)
     purchase.customer_id = customer.id
     purchase.stripe_payment_intent_id = _id_of(checkout.get("payment_intent"))
-    problem = _why_not_grantable(checkout, purchase, order.pack, customer, now=now)
+    problem = _why_not_grantable(checkout, purchase, order.pack, customer)
     if problem is not None:
-        logger.error("Checkout Session %s paid but not granted: %s", checkout["id"], problem)
-        _settle(session, purchase, MISMATCH)
-        return FulfilmentResult(MISMATCH, purchase.id)
+        logger.error("Checkout Session %s paid but not fulfillable, refunding it: %s", checkout["id"], problem)
+        _refund_unfulfillable(session, purchase, reason=problem, now=now)
+        return FulfilmentResult("refunded_unfulfillable", purchase.id)
     purchase.paid_at = now
     _settle(session, purchase, PAID)
     grant_in_session(
@@ -98,7 +111,7 @@ def fulfil_checkout_in_session(session: Session, checkout: Mapping[str, Any], *,
         actor=_actor(checkout, order.buyer_id),
         now=now,
         reason=f"Bought {order.pack.name}",
-        expires_at=order.pack.expires_at,
+        expires_at=_lot_expiry(order.pack, now=now),
         purchase_id=purchase.id,
     )
     _count_purchase(session, customer, credits=purchase.credits, now=now)
@@ -144,8 +157,7 @@ def refund_charge_in_session(session: Session, charge: Mapping[str, Any], *, now
     payment_intent_id = _id_of(charge.get("payment_intent"))
     purchase = _purchase_of_payment(session, payment_intent_id)
     if purchase is None:
-        logger.warning("Refund of charge %s matches no purchase of ours; ignored", charge.get("id"))
-        return FulfilmentResult("not_ours")
+        return _refund_before_fulfilment(session, charge, payment_intent_id, now=now)
     if not charge.get("refunded"):
         logger.warning("Charge %s of purchase %s partly refunded; credits unchanged", charge.get("id"), purchase.id)
         return FulfilmentResult("partial_refund", purchase.id)
@@ -166,6 +178,51 @@ def refund_charge_in_session(session: Session, charge: Mapping[str, Any], *, now
     purchase.refunded_at = now
     _settle(session, purchase, REFUNDED)
     return FulfilmentResult(REFUNDED, purchase.id)
+
+
+def _refund_before_fulfilment(
+    session: Session, charge: Mapping[str, Any], payment_intent_id: str | None, *, now: datetime
+) -> FulfilmentResult:
+    """A refund of a payment we have not fulfilled yet: find its checkout through Stripe, mark it refunded.
+
+    The purchase (made now if its pending row is missing) becomes `refunded` with no credits, so the
+    `checkout.session.completed` still on its way finds it settled and grants nothing.
+    """
+    checkout = None
+    if payment_intent_id is not None and not get_settings().test_mode:
+        checkout = checkout_session_of_payment(payment_intent_id)
+    order = None if checkout is None else _order_of(session, checkout)
+    if order is None:
+        logger.warning("Refund of charge %s matches no purchase of ours; ignored", charge.get("id"))
+        return FulfilmentResult("not_ours")
+    customer = _lock_buyer(session, order, now=now)
+    purchase = _purchase_of_session(session, checkout["id"])
+    if purchase is not None and purchase.status in (PAID, REFUNDED, MISMATCH):  # settled while we looked
+        return refund_charge_in_session(session, charge, now=now)
+    purchase = purchase or _new_purchase(session, order, checkout, now=now)
+    if not charge.get("refunded"):
+        logger.warning("Charge %s of unfulfilled checkout %s partly refunded", charge.get("id"), checkout["id"])
+        return FulfilmentResult("partial_refund", purchase.id)
+    purchase.customer_id = customer.id
+    purchase.stripe_payment_intent_id = payment_intent_id
+    purchase.refunded_at = now
+    _settle(session, purchase, REFUNDED)
+    return FulfilmentResult(REFUNDED, purchase.id)
+
+
+def _refund_unfulfillable(session: Session, purchase: Purchase, *, reason: str, now: datetime) -> None:
+    """Give the money back for a paid checkout we cannot fulfil: once per checkout, however often we get here.
+
+    The Stripe refund's idempotency key is the checkout's session id, stable across retries even when an
+    earlier attempt rolled back. In test mode nothing was charged, so there is nothing to send back.
+    """
+    if purchase.stripe_payment_intent_id is not None and not get_settings().test_mode:
+        refund_payment(
+            purchase.stripe_payment_intent_id, idempotency_key=f"litesubs-refund-{purchase.stripe_session_id}"
+        )
+    purchase.refund_reason = reason
+    purchase.refunded_at = now
+    _settle(session, purchase, REFUNDED)
 
 
 # --- Reading and writing purchases ----------------------------------------------------------
@@ -202,10 +259,14 @@ def _purchase_of_payment(session: Session, payment_intent_id: str | None) -> Pur
     return session.exec(statement.execution_options(populate_existing=True)).first()
 
 
-def _new_purchase(session: Session, order: _Order, session_id: str) -> Purchase:
-    """The purchase row for a paid session whose pending row is missing (checkout start failed after Stripe)."""
+def _new_purchase(session: Session, order: _Order, checkout: Mapping[str, Any], *, now: datetime) -> Purchase:
+    """The purchase row for a session whose pending row is missing (checkout start failed after Stripe).
+
+    It began when Stripe created the session, and is charged on the account its creator sells on.
+    """
     pack = order.pack
     account = charge_account_of(session, pack.creator_id)
+    created = checkout.get("created")
     return Purchase(
         creator_id=pack.creator_id,
         buyer_id=order.buyer_id,
@@ -213,9 +274,10 @@ def _new_purchase(session: Session, order: _Order, session_id: str) -> Purchase:
         amount=pack.price_amount,
         currency=pack.currency,
         credits=pack.credits,
-        stripe_session_id=session_id,
+        stripe_session_id=checkout["id"],
         stripe_account_id=account,
         platform_fee=platform_fee(pack.price_amount) if account else 0,
+        created_at=datetime.fromtimestamp(created, UTC) if isinstance(created, int) else now,
     )
 
 
@@ -233,17 +295,26 @@ def _count_purchase(session: Session, customer: Customer, *, credits: int, now: 
     session.add(customer)
 
 
-def _why_not_grantable(
-    checkout: Mapping[str, Any], purchase: Purchase, pack: Pack, customer: Customer, *, now: datetime
-) -> str | None:
+def _why_not_grantable(checkout: Mapping[str, Any], purchase: Purchase, pack: Pack, customer: Customer) -> str | None:
+    """Why this paid checkout cannot be fulfilled, in words for the creator; None when it can.
+
+    Only what the buyer saw counts: a pack disabled or expired after the checkout began is honoured.
+    """
     paid = (checkout.get("amount_total"), str(checkout.get("currency", "")).upper())
     if paid != (purchase.amount, purchase.currency):
-        return f"paid {paid[0]} {paid[1]}, expected {purchase.amount} {purchase.currency}"
-    if pack.expires_at is not None and pack.expires_at <= now:
-        return "the pack expired before the payment completed"
+        return f"Paid {paid[0]} {paid[1]} where the pack costs {purchase.amount} {purchase.currency}."
+    if pack.expires_at is not None and pack.expires_at <= purchase.created_at:
+        return "The checkout began after the pack had expired."
     if customer.status == SUSPENDED:
-        return "the customer was suspended before the payment completed"
+        return "The customer was suspended before the payment completed."
     return None
+
+
+def _lot_expiry(pack: Pack, *, now: datetime) -> datetime | None:
+    """The pack's expiry for its credits; if the pack expired while its buyer was paying, LATE_PAYMENT_GRACE."""
+    if pack.expires_at is None or pack.expires_at > now:
+        return pack.expires_at
+    return now + LATE_PAYMENT_GRACE
 
 
 def _actor(checkout: Mapping[str, Any], buyer_id: int) -> Actor:

@@ -1,4 +1,4 @@
-"""Stripe through the official SDK: Checkout Sessions, Connect accounts and webhook signatures, nothing else.
+"""Stripe through the official SDK: Checkout Sessions, refunds, Connect accounts and webhook signatures, nothing else.
 
 Everything returned is plain data (dicts), so fulfilment never depends on SDK object types.
 `STRIPE_API_BASE`, when set, points the client at another Stripe-compatible server (the tests' one).
@@ -14,7 +14,7 @@ from typing import Any
 
 import stripe
 
-from litesubs.services.errors import ConnectUnavailable, InvalidSignature, NotFound, PaymentUnavailable
+from litesubs.services.errors import ConnectUnavailable, InvalidSignature, MalformedEvent, NotFound, PaymentUnavailable
 from litesubs.settings import Settings, get_settings
 
 
@@ -156,4 +156,27 @@ def verify_event(*, payload: bytes, signature: str | None, settings: Settings | 
             continue
         except ValueError as error:
             raise InvalidSignature("The event is not valid JSON.") from error
+        except (AttributeError, TypeError) as error:  # valid JSON, but not an object: the SDK cannot read it
+            raise MalformedEvent("The event is not a JSON object.") from error
     raise InvalidSignature()
+
+
+def checkout_session_of_payment(payment_intent_id: str) -> dict[str, Any] | None:
+    """The Checkout Session that created this PaymentIntent, or None when no session did."""
+    try:
+        found = stripe_client().v1.checkout.sessions.list({"payment_intent": payment_intent_id, "limit": 1})
+    except stripe.StripeError as error:
+        raise PaymentUnavailable() from error
+    return found.data[0].to_dict() if found.data else None
+
+
+def refund_payment(payment_intent_id: str, *, idempotency_key: str) -> dict[str, Any]:
+    """Refund the whole payment. The same `idempotency_key` never refunds twice: Stripe returns the first refund."""
+    try:
+        return (
+            stripe_client()
+            .v1.refunds.create({"payment_intent": payment_intent_id}, {"idempotency_key": idempotency_key})
+            .to_dict()
+        )
+    except stripe.StripeError as error:
+        raise PaymentUnavailable() from error

@@ -36,8 +36,15 @@ DUPLICATE_EMAIL = "An account with this email already exists."
 BCRYPT_ROUNDS_ENV = "LITESUBS_BCRYPT_ROUNDS"
 DEFAULT_BCRYPT_ROUNDS = 12
 
-SIGN_IN_ATTEMPTS_PER_EMAIL = 10  # per rate_limits.WINDOW, one minute
-SIGN_IN_ATTEMPTS_PER_CLIENT = 10
+# Per rate_limits.WINDOW (one minute). Failures are refused per (email, client) and per client only: counting
+# them per email alone would let anyone lock a victim out. Per email they only slow sign-in down (`sign_in_delay`).
+SIGN_IN_ATTEMPTS_PER_EMAIL_AND_CLIENT = 10
+SIGN_IN_ATTEMPTS_PER_CLIENT = 30
+SIGN_IN_SLOWDOWN_AFTER = 10  # failures per email within the window before each further attempt waits
+SIGN_IN_FIRST_DELAY_SECONDS = 0.25  # doubling with every further failure...
+SIGN_IN_MAX_DELAY_SECONDS = 8.0  # ...up to this
+REGISTRATIONS_PER_CLIENT = 20
+PASSWORD_CHECKS_PER_USER = 5  # wrong current passwords on the account page: a stolen session guessing
 
 SESSION_COOKIE = "litesubs_session"  # the browser holds only the random token, under this name
 SESSION_IDLE_LIFETIME = timedelta(days=30)
@@ -47,8 +54,23 @@ SESSION_REFRESH_INTERVAL = timedelta(minutes=1)  # extend the idle expiry at mos
 _EMAIL_SHAPE = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
 
 
-def register(*, name: str, email: str, password: str, engine: Engine | None = None) -> User:
-    """Create an account; InvalidRequest names the field (name, email, password) that breaks a rule."""
+def register(
+    *,
+    name: str,
+    email: str,
+    password: str,
+    client_key: str | None = None,
+    engine: Engine | None = None,
+    now: datetime | None = None,
+) -> User:
+    """Create an account; InvalidRequest names the field (name, email, password) that breaks a rule.
+
+    A client (`client_key`: its address, as the sign-in form gives it) may try REGISTRATIONS_PER_CLIENT
+    times a minute, successes included; RateLimited beyond that.
+    """
+    if client_key is not None:
+        limit = rate_limits.Limit(rate_limits.limit_key("register-client", client_key), REGISTRATIONS_PER_CLIENT)
+        rate_limits.reserve([limit], action="registrations", now=now or utcnow(), engine=engine)
     user = User(
         name=_valid_name(name),
         email=_valid_email(email),
@@ -70,11 +92,12 @@ def authenticate(
 ) -> User:
     """The active user with this email and password, or InvalidCredentials with the same message whatever was wrong.
 
-    Before the password is checked, the attempt is rate limited per email and per client
-    (`client_key`: the client's address or Reflex token): RateLimited when either had too many
-    recent attempts. Every attempt is recorded as it starts, so parallel requests see each other;
-    a successful one is taken back, so only failures count, and people signing in from one shared
-    address do not lock each other out.
+    Before the password is checked, the attempt is rate limited per (email, client) and per client
+    (`client_key`: the client's address): RateLimited when either had too many recent attempts.
+    Attempts per email are only counted, never refused, so no one can lock a victim out; the door
+    waits `sign_in_delay` before calling this. Every attempt is recorded as it starts, so parallel
+    requests see each other; a successful one is taken back, so only failures count, and people
+    signing in from one shared address do not lock each other out.
     """
     email = _normalise_email(email)
     attempt_ids = rate_limits.reserve(
@@ -86,6 +109,20 @@ def authenticate(
         raise InvalidCredentials()
     rate_limits.release(attempt_ids, engine=engine)
     return user
+
+
+def sign_in_delay(*, email: str, engine: Engine | None = None, now: datetime | None = None) -> float:
+    """Seconds to wait before trying to sign in as `email`: 0 until SIGN_IN_SLOWDOWN_AFTER recent failures,
+    then doubling with each further one up to SIGN_IN_MAX_DELAY_SECONDS.
+
+    The slow-down makes guessing one account's password from many addresses slow while its owner,
+    who knows the password, still gets in.
+    """
+    key = rate_limits.limit_key("sign-in-email", _normalise_email(email))
+    failures = rate_limits.recent_attempts(key, now=now or utcnow(), engine=engine)
+    if failures < SIGN_IN_SLOWDOWN_AFTER:
+        return 0.0
+    return min(SIGN_IN_FIRST_DELAY_SECONDS * 2 ** (failures - SIGN_IN_SLOWDOWN_AFTER), SIGN_IN_MAX_DELAY_SECONDS)
 
 
 def start_session(*, user_id: int, engine: Engine | None = None, now: datetime | None = None) -> str:
@@ -161,13 +198,21 @@ def change_password(
     engine: Engine | None = None,
     now: datetime | None = None,
 ) -> None:
-    """Replace the password and revoke the user's other sessions; the one holding `current_token` stays signed in."""
+    """Replace the password and revoke the user's other sessions; the one holding `current_token` stays signed in.
+
+    Wrong current passwords are limited to PASSWORD_CHECKS_PER_USER a minute (RateLimited beyond), so a
+    stolen session cannot guess the password it would need.
+    """
+    now = now or utcnow()
     with read_session(engine) as session:
         user = session.get(User, user_id)
     if user is None:
         raise NotFound()
+    limit = rate_limits.Limit(rate_limits.limit_key("password-check-user", str(user_id)), PASSWORD_CHECKS_PER_USER)
+    attempt_ids = rate_limits.reserve([limit], action="password attempts", now=now, engine=engine)
     if not _password_matches(current_password, user.password_hash):
         raise InvalidRequest(field="current_password", message="Your current password is not correct.")
+    rate_limits.release(attempt_ids, engine=engine)
     password_hash = hash_password(_valid_password(new_password, field="new_password"))
     with write_session(engine) as session:
         session.exec(update(User).where(col(User.id) == user_id).values(password_hash=password_hash))
@@ -178,7 +223,7 @@ def change_password(
                 col(UserSession.revoked_at).is_(None),
                 col(UserSession.token_hash) != _token_hash(current_token),
             )
-            .values(revoked_at=now or utcnow())
+            .values(revoked_at=now)
         )
 
 
@@ -278,9 +323,14 @@ def _utf8(text: str) -> bytes:
 
 
 def _sign_in_limits(email: str, client_key: str) -> list[rate_limits.Limit]:
+    """Refused per (email, client) and per client; per email only counted, for `sign_in_delay`."""
     return [
-        rate_limits.Limit(rate_limits.limit_key("sign-in-email", email), SIGN_IN_ATTEMPTS_PER_EMAIL),
+        rate_limits.Limit(
+            rate_limits.limit_key("sign-in-email-client", f"{email}\x00{client_key}"),
+            SIGN_IN_ATTEMPTS_PER_EMAIL_AND_CLIENT,
+        ),
         rate_limits.Limit(rate_limits.limit_key("sign-in-client", client_key), SIGN_IN_ATTEMPTS_PER_CLIENT),
+        rate_limits.Limit(rate_limits.limit_key("sign-in-email", email), None),
     ]
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, bindparam, or_, update
 from sqlmodel import select
 
 from litesubs.db import read_connection, read_session, write_session
-from litesubs.models import ApiKey, utcnow
+from litesubs.models import ApiKey, User, utcnow
 from litesubs.services.errors import InvalidRequest, NotFound, Unauthorized
 
 KEY_PREFIX = "ls_"
@@ -27,8 +27,13 @@ NAME_MAX_LENGTH = 80
 MAX_SECRET_LENGTH = 200
 # `last_used_at` is recorded at most this often per key, so API calls are reads, not writes.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
-# Every API call runs it: built once, so SQLAlchemy neither builds nor compiles it per call.
-_BY_SECRET_HASH = select(*ApiKey.__table__.columns).where(ApiKey.secret_hash == bindparam("secret_hash"))
+# Every API call runs it: built once, so SQLAlchemy neither builds nor compiles it per call. The key comes with
+# whether its creator's account is still active: a deactivated user's keys stop working at once.
+_BY_SECRET_HASH = (
+    select(*ApiKey.__table__.columns, User.is_active.label("creator_is_active"))
+    .join(User, User.id == ApiKey.creator_id)
+    .where(ApiKey.secret_hash == bindparam("secret_hash"))
+)
 
 
 def create_key(
@@ -51,7 +56,7 @@ def create_key(
 
 
 def authenticate(*, secret: str | None, engine: Engine | None = None, now: datetime | None = None) -> ApiKey:
-    """The live key whose secret this is; `Unauthorized` for a missing, unknown or revoked one."""
+    """The live key whose secret this is; `Unauthorized` if missing, unknown, revoked, or a deactivated user's."""
     if not secret or not secret.startswith(KEY_PREFIX) or len(secret) > MAX_SECRET_LENGTH:
         raise Unauthorized("Send an API key as 'Authorization: Bearer ls_...'.")
     now = now or utcnow()
@@ -59,9 +64,11 @@ def authenticate(*, secret: str | None, engine: Engine | None = None, now: datet
         row = connection.execute(_BY_SECRET_HASH, {"secret_hash": _hash(secret)}).first()
     if row is None:
         raise Unauthorized("This API key is not valid.")
-    key = ApiKey(**row._mapping)
+    key = ApiKey(**{column: value for column, value in row._mapping.items() if column != "creator_is_active"})
     if key.revoked_at is not None:
         raise Unauthorized("This API key has been revoked.")
+    if not row.creator_is_active:
+        raise Unauthorized("This API key's account has been deactivated.")
     if key.last_used_at is None or key.last_used_at <= now - LAST_USED_RESOLUTION:
         _touch(engine, key, now)
     return key

@@ -69,6 +69,7 @@ class PurchaseLine:
     status: str
     created_at: datetime
     paid_at: datetime | None
+    refund_reason: str | None = None  # why Litesubs refunded a paid checkout it could not fulfil
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,9 @@ def customer_file(*, creator_id: int, customer_id: int, engine: Engine | None = 
         row=_row(customer, user, spent.get(customer_id, {})),
         balance=balance,
         purchases=[
-            PurchaseLine(p.id, name, p.amount, p.currency, p.credits, p.status, p.created_at, p.paid_at)
+            PurchaseLine(
+                p.id, name, p.amount, p.currency, p.credits, p.status, p.created_at, p.paid_at, p.refund_reason
+            )
             for p, name in purchases
         ],
         holds=list(holds.holds),
@@ -167,6 +170,7 @@ _KINDS = {
     "credit": "Granted",
     "refund": "Refunded",
     "expiry": "Expired",
+    "dispute": "Disputed",
 }
 
 
@@ -186,7 +190,7 @@ def _what(entry: LedgerEntry, hold: Hold | None) -> str:
 def actor_names(
     session: Session, creator_id: int, entries: tuple[LedgerEntry, ...] | list[LedgerEntry]
 ) -> dict[int, str]:
-    """Entry id → who did it, in words: 'You', 'API key "backend"', 'Stripe', 'Test checkout', 'Litesubs'."""
+    """Entry id → who did it, in words: 'You', 'API key "backend"', 'Stripe', 'Buyer' (test checkout), 'Litesubs'."""
     key_ids = {int(e.actor_id) for e in entries if e.actor_type == "api_key" and (e.actor_id or "").isdigit()}
     keys = (
         dict(
@@ -342,7 +346,21 @@ def _iso(moment: datetime | None) -> str:
     return moment.isoformat() if moment else ""
 
 
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP's "CSV injection").
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_line(values: list) -> str:
     buffer = io.StringIO()
-    csv.writer(buffer).writerow(values)
+    csv.writer(buffer).writerow([_inert(value) for value in values])
     return buffer.getvalue()
+
+
+def _inert(value: object) -> object:
+    """Text that a spreadsheet shows as text: a leading `'` before what would start a formula, as OWASP advises.
+
+    Numbers stay numbers (a negative delta is not a formula); only text, which buyers and callers choose, is guarded.
+    """
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value

@@ -132,3 +132,19 @@ class ConnectUnavailable(DomainError):
     code = "connect_unavailable"
     status = 503
     default_message = "Stripe could not be reached. Nothing changed; try again in a minute."
+
+
+class MalformedEvent(DomainError):
+    """A correctly signed Stripe event that does not have the shape its type promises: acknowledged with 400, logged."""
+
+    code = "malformed_event"
+    status = 400
+    default_message = "The event does not have the shape of a Stripe event."
+
+
+class PayloadTooLarge(DomainError):
+    """A request body over the size the endpoint accepts."""
+
+    code = "payload_too_large"
+    status = 413
+    default_message = "The request body is too large."

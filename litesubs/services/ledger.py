@@ -429,12 +429,55 @@ def grant_in_session(
 
 
 def take_back_lot(
-    session: Session, customer: Customer, *, lot_id: int, actor: Actor, now: datetime, reason: str = ""
+    session: Session,
+    customer: Customer,
+    *,
+    lot_id: int,
+    actor: Actor,
+    now: datetime,
+    reason: str = "",
+    kind: str = "refund",
 ) -> LedgerResult | None:
-    """Take back what is left of one lot (a refunded purchase) from a customer locked with `lock_customer`.
+    """Take back what is left of one lot (a refunded or disputed purchase: `kind` `refund` or `dispute`) from a
+    customer locked with `lock_customer`.
 
     Returns None, recording nothing, when the lot has nothing left.
     """
+    lot = _lot_of(session, customer, lot_id)
+    if lot.remaining == 0:
+        return None
+    return _empty_lot(session, customer, lot, cause=_Cause(kind, actor, _check_reason(reason), now))
+
+
+def give_back_to_lot(
+    session: Session, customer: Customer, *, lot_id: int, amount: int, actor: Actor, now: datetime, reason: str = ""
+) -> LedgerResult | None:
+    """Return `amount` credits taken from a lot by a dispute (ledger kind `dispute`), to a customer locked with
+    `lock_customer`. Returns None, recording nothing, when the lot has expired meanwhile: its credits would
+    have expired too.
+    """
+    lot = _lot_of(session, customer, lot_id)
+    amount = min(_check_amount(amount), lot.granted - lot.remaining)
+    if amount == 0 or (lot.expires_at is not None and lot.expires_at <= now):
+        return None
+    lot.remaining += amount
+    session.add(lot)
+    if lot.expires_at is not None and (customer.next_expiry_at is None or lot.expires_at < customer.next_expiry_at):
+        customer.next_expiry_at = lot.expires_at
+    return _record(session, customer, delta=amount, lot_id=lot.id, cause=_Cause("dispute", actor, reason, now))
+
+
+def lot_disputed_credits(session: Session, *, lot_id: int) -> int:
+    """How many credits disputes took from this lot and have not given back yet."""
+    taken = session.exec(
+        select(func.coalesce(func.sum(LedgerEntry.delta), 0)).where(
+            LedgerEntry.lot_id == lot_id, LedgerEntry.kind == "dispute"
+        )
+    ).one()
+    return -int(taken)
+
+
+def _lot_of(session: Session, customer: Customer, lot_id: int) -> CreditLot:
     lot = session.exec(
         select(CreditLot)
         .where(CreditLot.id == lot_id, CreditLot.customer_id == customer.id)
@@ -442,9 +485,7 @@ def take_back_lot(
     ).first()
     if lot is None:
         raise NotFound("No such credit lot.")
-    if lot.remaining == 0:
-        return None
-    return _empty_lot(session, customer, lot, cause=_Cause("refund", actor, _check_reason(reason), now))
+    return lot
 
 
 def expire_due_lots(session: Session, customer: Customer, *, now: datetime) -> list[LedgerResult]:

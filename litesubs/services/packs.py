@@ -1,7 +1,8 @@
 """Credit packs: create, edit, enable/disable, list with sales, and the public view behind a shared link.
 
-Price and credits are fixed once a pack has sold: the shared link keeps meaning what buyers paid for,
-in-flight checkouts stay valid, and revenue per pack stays comparable. A new price is a new pack.
+Price and credits are fixed once a pack has a paid sale: the shared link keeps meaning what buyers paid
+for, and revenue per pack stays comparable. A new price is a new pack. An open checkout does not fix
+them: its purchase row holds the terms its buyer saw, and fulfilment honours those.
 """
 
 from __future__ import annotations
@@ -170,7 +171,13 @@ def _owned_pack(session: Session, creator_id: int, pack_id: int) -> Pack:
 
 
 def _sold(session: Session, pack_id: int) -> int:
-    return session.exec(select(func.count()).where(Purchase.pack_id == pack_id)).one()
+    """Checkouts that were paid (refunded ones too): an open or failed checkout does not freeze the terms."""
+    return session.exec(
+        select(func.count()).where(Purchase.pack_id == pack_id, Purchase.status.in_(_PAID_STATUSES))
+    ).one()
+
+
+_PAID_STATUSES = ("paid", "refunded", "mismatch")
 
 
 def _validated(fields: PackFields, now: datetime) -> dict:

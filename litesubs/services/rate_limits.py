@@ -1,9 +1,10 @@
 """Sliding-window limits on attempts, shared by every app process through the `login_attempt` table.
 
 A limit is a key (say the hash of an email, or of a client address) and how many attempts it allows
-within the last WINDOW. `reserve` counts and records in one transaction that locks the keys, so
-parallel requests, from however many processes, cannot all slip under the limit before any of them
-is recorded; `release` takes back the attempts of a request that turned out to be legitimate.
+within the last WINDOW; a limit without a maximum only counts (see `recent_attempts`). `reserve` counts
+and records in one transaction that locks the keys, so parallel requests, from however many processes,
+cannot all slip under the limit before any of them is recorded; `release` takes back the attempts of
+a request that turned out to be legitimate.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, delete, func
 from sqlmodel import Session, col, select
 
-from litesubs.db import is_sqlite, write_session
+from litesubs.db import is_sqlite, read_session, write_session
 from litesubs.models import LoginAttempt
 from litesubs.services.errors import RateLimited
 
@@ -26,8 +27,10 @@ WINDOW = timedelta(minutes=1)
 
 @dataclass(frozen=True)
 class Limit:
+    """`max_attempts` per WINDOW under `key`; None: the attempts are recorded and counted, never refused."""
+
     key: str
-    max_attempts: int
+    max_attempts: int | None
 
 
 def limit_key(kind: str, value: str) -> str:
@@ -44,7 +47,7 @@ def reserve(limits: Sequence[Limit], *, action: str, now: datetime, engine: Engi
     in the message ("sign-in attempts").
     """
     with write_session(engine) as session:
-        _lock(session, [limit.key for limit in limits])
+        _lock(session, [limit.key for limit in limits if limit.max_attempts is not None])
         wait = max((_seconds_until_free(session, limit, now) for limit in limits), default=0)
         if wait:
             raise RateLimited(f"Too many {action}. Try again in {_seconds(wait)}.", retry_after=wait)
@@ -53,6 +56,14 @@ def reserve(limits: Sequence[Limit], *, action: str, now: datetime, engine: Engi
         _prune(session, now)
         session.flush()
         return [attempt.id for attempt in attempts if attempt.id is not None]
+
+
+def recent_attempts(key: str, *, now: datetime, engine: Engine | None = None) -> int:
+    """How many attempts `key` recorded within the last WINDOW."""
+    with read_session(engine) as session:
+        return session.exec(
+            select(func.count()).where(LoginAttempt.key == key, LoginAttempt.attempted_at > now - WINDOW)
+        ).one()
 
 
 def release(attempt_ids: Sequence[int], *, engine: Engine | None = None) -> None:
@@ -79,6 +90,8 @@ def _lock_id(key: str) -> int:
 
 def _seconds_until_free(session: Session, limit: Limit, now: datetime) -> int:
     """0 when the limit has room now, else the whole seconds until enough of its attempts leave the window."""
+    if limit.max_attempts is None:
+        return 0
     recent = session.exec(
         select(LoginAttempt.attempted_at)
         .where(LoginAttempt.key == limit.key, LoginAttempt.attempted_at > now - WINDOW)

@@ -27,6 +27,7 @@ KIND_LABELS = {
     "credit": "Granted",
     "refund": "Refund",
     "expiry": "Expired",
+    "dispute": "Dispute",
 }
 
 

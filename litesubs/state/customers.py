@@ -148,6 +148,7 @@ class CustomerState(SessionState):
                 "amount": format_money(line.amount, line.currency),
                 "credits": format_count(line.credits),
                 "status": line.status,
+                "note": f"Refunded automatically: {line.refund_reason}" if line.refund_reason else "",
                 "date": iso(line.paid_at or line.created_at),
             }
             for line in file.purchases

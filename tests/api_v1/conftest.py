@@ -33,7 +33,12 @@ def api_url() -> Iterator[str]:
 
 @pytest.fixture
 def served_database(monkeypatch: pytest.MonkeyPatch, database_url: str) -> Iterator[str]:
-    """The API served in this process uses the test database (and lets its connections go afterwards)."""
+    """The API served in this process uses the test database (and lets its connections go afterwards).
+
+    It trusts one proxy hop, so each creator's client is a client of its own (`client_address`): failed
+    authentications are limited per client, and tests that fail on purpose must not limit each other.
+    """
+    monkeypatch.setenv("LITESUBS_TRUSTED_PROXIES", "1")
     use_database(monkeypatch, database_url)
     yield database_url
     get_engine().dispose()
@@ -74,7 +79,8 @@ def new_creator(served_database: str, api_url: str, engine: Engine) -> Iterator[
     def make() -> Creator:
         user = create_user(engine, name="Creator")
         key, secret = create_key(creator_id=user.id, name="Backend", engine=engine)
-        client = httpx.Client(base_url=api_url + API_PREFIX, headers={"Authorization": f"Bearer {secret}"}, timeout=60)
+        headers = {"Authorization": f"Bearer {secret}", "X-Forwarded-For": a_client_address()}
+        client = httpx.Client(base_url=api_url + API_PREFIX, headers=headers, timeout=60)
         clients.append(client)
         return Creator(user=user, key_id=key.id, secret=secret, client=client, engine=engine)
 
@@ -86,6 +92,11 @@ def new_creator(served_database: str, api_url: str, engine: Engine) -> Iterator[
 @pytest.fixture
 def creator(new_creator: Callable[[], Creator]) -> Creator:
     return new_creator()
+
+
+def a_client_address() -> str:
+    """A random private address, as a proxy would report a client."""
+    return "10." + ".".join(str(secrets.randbelow(256)) for _ in range(3))
 
 
 def idempotency_key() -> dict[str, str]:

@@ -7,13 +7,16 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
+from sqlalchemy import update
+from sqlmodel import Session
 
-from litesubs.models import utcnow
+from litesubs.models import User, utcnow
 from litesubs.services.api_keys import revoke_key
 from litesubs.services.customers import get_or_create_customer, suspend_customer
 from litesubs.services.ledger import Actor, grant
 from litesubs.services.packs import set_pack_active
 from tests.api_v1.conftest import Creator, assert_error
+from tests.conftest import use_database
 from tests.factories import make_pack
 from tests.invariants import assert_invariants
 from tests.ledger_factories import balance_of, entries_of
@@ -103,6 +106,26 @@ def test_list_customers_newest_first_in_pages_and_by_email(
     }
 
 
+def test_every_cursor_of_the_documented_shape_is_a_position_in_the_list(creator: Creator) -> None:
+    """The OpenAPI document describes a cursor exactly (CURSOR_PATTERN); any such value is accepted, not only
+    the ones the API handed out."""
+    customer, _ = creator.customer(credits=1)
+    creator.client.post(f"/customers/{customer.id}/debit", json={"amount": 1})
+    for path, first_id in (
+        ("/customers", customer.id),
+        (
+            f"/customers/{customer.id}/transactions",
+            creator.client.get(f"/customers/{customer.id}/transactions").json()["data"][-1]["id"],
+        ),
+    ):
+        everything = creator.client.get(path, params={"cursor": "9999999999"})
+        assert everything.status_code == 200
+        assert everything.json()["data"] == creator.client.get(path).json()["data"]
+        before_the_first = creator.client.get(path, params={"cursor": str(first_id)})
+        assert before_the_first.json() == {"data": [], "next_cursor": None}
+        assert creator.client.get(path, params={"cursor": "1"}).json() == {"data": [], "next_cursor": None}
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [
@@ -111,6 +134,8 @@ def test_list_customers_newest_first_in_pages_and_by_email(
         ({"limit": "ten"}, "limit"),
         ({"cursor": "not-a-cursor"}, "cursor"),
         ({"cursor": "x" * 101}, "cursor"),
+        ({"cursor": "0"}, "cursor"),
+        ({"cursor": "12345678901"}, "cursor"),
     ],
 )
 def test_bad_paging_is_422_naming_the_field(creator: Creator, params: dict, field: str) -> None:
@@ -122,7 +147,8 @@ def test_bad_paging_is_422_naming_the_field(creator: Creator, params: dict, fiel
 
 
 def test_unknown_customers_are_404(creator: Creator) -> None:
-    for ref in ("999999999", "99999999999999999999", "nobody@example.com", "%00", "0"):
+    weird = ("a%0A", "%0A", "a%0D%0Ab", "%E9", "%ED%A0%80", "%20", "x%00y")  # newlines, bad UTF-8, blanks
+    for ref in ("999999999", "99999999999999999999", "nobody@example.com", "%00", "0", *weird):
         assert_error(creator.client.get(f"/customers/{ref}"), 404, "not_found")
         assert_error(creator.client.get(f"/customers/{ref}/transactions"), 404, "not_found")
         assert_error(creator.client.post(f"/customers/{ref}/debit", json={"amount": 1}), 404, "not_found")
@@ -323,7 +349,8 @@ def test_packs_are_the_creators_own_newest_first(creator: Creator, new_creator: 
 
 
 def test_unknown_endpoints_and_methods_answer_in_the_error_format(creator: Creator) -> None:
-    assert_error(creator.client.get("/wallets"), 404, "not_found")
+    for path in ("/wallets", "", "/", "/customers/a%2Fb", "/customers//debit", "/customers/1/debit/%0A"):
+        assert_error(creator.client.get(path), 404, "not_found")
     response = creator.client.put("/packs")
     assert_error(response, 405, "method_not_allowed")
     assert response.headers["allow"] == "GET"
@@ -372,6 +399,22 @@ def test_a_revoked_key_is_401_at_once_while_the_creators_other_keys_work(
     assert balance_of(creator.engine, customer.id) == 5
 
 
+def test_a_deactivated_users_keys_are_401_at_once(creator: Creator, new_creator: Callable[[], Creator]) -> None:
+    customer, _ = creator.customer(credits=5)
+    other = new_creator()
+    assert creator.client.get(f"/customers/{customer.id}").status_code == 200
+
+    with Session(creator.engine) as session:
+        session.exec(update(User).where(User.id == creator.user.id).values(is_active=False))
+        session.commit()
+
+    for method, path, body in every_endpoint(str(customer.id)):
+        error = assert_error(creator.client.request(method, path, json=body), 401, "unauthorized")
+        assert "deactivated" in error["message"]
+    assert balance_of(creator.engine, customer.id) == 5
+    assert other.client.get("/packs").status_code == 200
+
+
 def test_another_creators_customers_are_404_by_id_and_by_email_and_untouched(
     creator: Creator, new_creator: Callable[[], Creator]
 ) -> None:
@@ -405,3 +448,33 @@ def test_the_same_buyer_is_a_separate_customer_of_each_creator(
     assert creator.client.post(f"/customers/{buyer.email}/debit", json={"amount": 5}).json()["balance_after"] == 0
     assert other.client.get(f"/customers/{buyer.email}").json()["balance"] == 50
     assert (balance_of(creator.engine, mine.id), balance_of(other.engine, theirs.id)) == (0, 50)
+
+
+# --- Failures of ours and unreadable bodies ------------------------------------------------------
+
+
+def test_an_unexpected_failure_is_our_json_500_without_details(
+    creator: Creator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The database gone mid-flight: the caller gets the documented error body, the log gets the traceback."""
+    use_database(monkeypatch, "postgresql://litesubs:hunter2secret@127.0.0.1:1/litesubs")
+
+    with caplog.at_level("ERROR"):
+        response = creator.client.get("/packs")
+
+    error = assert_error(response, 500, "internal_error")
+    assert error["message"] == "Something went wrong on our side. Try again shortly."
+    assert "127.0.0.1" not in response.text
+    assert "Traceback" not in response.text
+    assert any(record.getMessage() == "API v1 request failed" and record.exc_info for record in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "body", [b'{"amount": 1, "reason": "\xff\xfe"}', b"\xff\xfe{}", b'{"amount": 1, "reason": "caf\xe9"}']
+)
+def test_a_body_that_is_not_utf8_is_422_and_changes_nothing(creator: Creator, body: bytes) -> None:
+    customer, _ = creator.customer(credits=5)
+    for path in (f"/customers/{customer.id}/debit", f"/customers/{customer.id}/credit"):
+        response = creator.client.post(path, content=body, headers={"Content-Type": "application/json"})
+        assert_error(response, 422, "invalid_request", field="body")
+    assert balance_of(creator.engine, customer.id) == 5

@@ -1,117 +1,97 @@
 """The OpenAPI document describes what the API really does: schemathesis calls every operation with data
 generated from `/api/v1/openapi.json` and checks each answer against it (no 500, documented statuses,
-bodies and headers that match their schemas, refused invalid data, enforced authentication).
+bodies and headers that match their schemas, accepted valid data, refused invalid data, enforced
+authentication), and follows the document's links from operation to operation.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import pytest
-import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
-from schemathesis import GenerationMode
 
-from litesubs.models import utcnow
 from litesubs.services import holds
 from litesubs.services.customers import get_or_create_customer
 from litesubs.services.ledger import Actor, grant
-from tests.api_v1.conftest import API_PREFIX, Creator
+from litesubs.settings import REPO_ROOT
+from tests.api_v1.conftest import API_PREFIX, Creator, a_client_address
 from tests.conftest import create_user
 from tests.factories import make_pack
+from tests.invariants import assert_invariants
+from tests.ledger_factories import entries_of
 
-OPERATIONS = [
-    "GET /customers",
-    "GET /customers/{ref}",
-    "POST /customers/{ref}/debit",
-    "POST /customers/{ref}/credit",
-    "GET /customers/{ref}/transactions",
-    "POST /customers/{ref}/holds",
-    "GET /customers/{ref}/holds",
-    "GET /holds/{hold_id}",
-    "POST /holds/{hold_id}/capture",
-    "POST /holds/{hold_id}/release",
-    "GET /packs",
-]
-EXAMPLES_PER_MODE = 40
-
-
-def meets_rules_beyond_the_schema(case: schemathesis.Case) -> bool:
-    """Valid data the schema cannot tell apart: cursors are valid only as the API handed them out (tested in
-    test_endpoints), and an expiry must be in the future."""
-    if (case.query or {}).get("cursor") is not None:
-        return False
-    expires_at = case.body.get("expires_at") if isinstance(case.body, dict) else None
-    return not isinstance(expires_at, str) or datetime.fromisoformat(expires_at) > utcnow() + timedelta(minutes=1)
-
-
-def api_key_auth(secret: str) -> type:
-    """Schemathesis authenticates every generated call with the key, and knows to leave it out when checking auth."""
-
-    class ApiKeyAuth:
-        def get(self, _case: schemathesis.Case, _context: schemathesis.AuthContext) -> str:
-            return secret
-
-        def set(self, case: schemathesis.Case, data: str, _context: schemathesis.AuthContext) -> None:
-            case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
-
-    return ApiKeyAuth
+MAX_EXAMPLES = 30  # per operation and phase: about 550 requests, some 20 seconds per database
 
 
 @pytest.fixture
-def real_customer(creator: Creator) -> tuple[str, str]:
-    """A customer of the creator with plenty of credits, an active hold (and a pack), so generated calls also
-    succeed: the buyer's email and the hold's id."""
+def real_customer(creator: Creator) -> int:
+    """A customer of the creator with plenty of credits, an active hold (and a pack), which the stateful phase
+    reaches by links."""
     buyer = create_user(creator.engine, name="Generated Buyer")
     customer = get_or_create_customer(creator_id=creator.user.id, buyer_id=buyer.id, engine=creator.engine)
     actor = Actor("creator", creator.user.id)
     grant(creator_id=creator.user.id, customer_id=customer.id, amount=10**8, actor=actor, engine=creator.engine)
-    hold = holds.place_hold(
+    holds.place_hold(
         creator_id=creator.user.id, customer_id=customer.id, amount=10**6, actor=actor, engine=creator.engine
     )
     make_pack(creator.engine, creator.user.id)
-    return buyer.email, hold.public_id
+    return customer.id
 
 
-@pytest.mark.parametrize(
-    ("label", "mode"),
-    [
-        (label, mode)
-        for label in OPERATIONS
-        for mode in GenerationMode
-        if not (label == "GET /packs" and mode is GenerationMode.NEGATIVE)  # no parameters to get wrong
-    ],
-    ids=str,
-)
-def test_the_api_behaves_as_its_openapi_document_says(
-    creator: Creator, real_customer: tuple[str, str], api_url: str, label: str, mode: GenerationMode
+def test_schemathesis_finds_nothing_with_every_check_in_every_phase(
+    creator: Creator, real_customer: int, api_url: str, tmp_path: Path
 ) -> None:
-    """Valid data for unknown and real customers and holds, and invalid data, each answered as documented."""
-    schema = schemathesis.openapi.from_url(f"{api_url}{API_PREFIX}/openapi.json")
-    schema.auth()(api_key_auth(creator.secret))
-    operation = schema.find_operation_by_label(label)
-    strategy = operation.as_strategy(mode)
-    email, hold_id = real_customer
-    if "{ref}" in label:
-        strategy |= operation.as_strategy(mode, path_parameters={"ref": email})
-    if "{hold_id}" in label:
-        strategy |= operation.as_strategy(mode, path_parameters={"hold_id": hold_id})
-    if mode is GenerationMode.POSITIVE:
-        strategy = strategy.filter(meets_rules_beyond_the_schema)
-
-    @given(case=strategy)
-    @settings(
-        max_examples=EXAMPLES_PER_MODE,
-        deadline=None,
-        database=None,
-        phases=[Phase.generate],
-        suppress_health_check=list(HealthCheck),
+    """Schemathesis's own runner, as a CI job would call it: every check; the examples, coverage and fuzzing
+    phases on each operation (valid and invalid data), and the stateful phase following the document's links
+    from the customer list to one customer and the changes of its credits. Failed authentications are part
+    of the checks, so the calls come from a client address of their own (the served API trusts one proxy).
+    """
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "st"),
+            "run",
+            f"{api_url}{API_PREFIX}/openapi.json",
+            "--checks",
+            "all",
+            "--phases",
+            "examples,coverage,fuzzing,stateful",
+            "--max-examples",
+            str(MAX_EXAMPLES),
+            "--header",
+            f"Authorization: Bearer {creator.secret}",
+            "--header",
+            f"X-Forwarded-For: {a_client_address()}",
+            "--report",
+            "ndjson",
+            "--report-dir",
+            str(tmp_path),
+        ],
+        env={
+            **os.environ,
+            "SCHEMATHESIS_HOOKS": "tests.api_v1.schemathesis_hooks",
+            "PYTHONPATH": str(REPO_ROOT),
+            "NO_COLOR": "1",
+        },
+        cwd=tmp_path,  # schemathesis keeps its replay files in the working directory
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
-    def call_and_validate(case: schemathesis.Case) -> None:
-        case.call_and_validate()
 
-    call_and_validate()
+    assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
+    assert "No issues found" in result.stdout
+    for phase in ("Examples", "Coverage", "Fuzzing", "Stateful"):
+        assert f"✅ {phase}" in result.stdout, result.stdout[-3000:]
+    # The stateful phase reached the real customer by following links: the API key changed its credits.
+    changes = entries_of(creator.engine, real_customer)
+    assert any(entry.actor_type == "api_key" for entry in changes)
+    assert any(entry.kind == "hold" and entry.actor_type == "api_key" for entry in changes)
+    assert_invariants(creator.engine, real_customer)
 
 
 def test_the_document_lists_every_operation_with_auth_and_error_responses(api_url: str) -> None:
@@ -147,6 +127,15 @@ def test_the_document_lists_every_operation_with_auth_and_error_responses(api_ur
         for status, response in operation["responses"].items():
             if status not in {"200", "201"}:
                 assert response["content"]["application/json"]["schema"] == error_ref
+    for operation in (operations[("GET", "/customers")], operations[("GET", "/customers/{ref}/transactions")]):
+        [cursor] = [p for p in operation["parameters"] if p["name"] == "cursor"]
+        assert cursor["schema"]["anyOf"][0]["pattern"] == "^[1-9][0-9]{0,9}$"
+        assert "Opaque" in cursor["description"]
+    links = operations[("GET", "/customers")]["responses"]["200"]["links"]
+    assert links["debit_customer"] == {
+        "operationId": "debit_customer",
+        "parameters": {"ref": "$response.body#/data/0/id"},
+    }
     debit = operations[("POST", "/customers/{ref}/debit")]
     assert {"200", "401", "403", "404", "409", "422", "429"} == set(debit["responses"])
     assert [p["name"] for p in debit["parameters"]] == ["ref", "Idempotency-Key"]

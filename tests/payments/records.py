@@ -20,6 +20,7 @@ def customer_of(engine: Engine, *, creator_id: int, buyer_id: int) -> Customer |
 
 
 def lots_of(engine: Engine, customer_id: int) -> list[CreditLot]:
+    assert customer_id is not None, "no customer: use lots_of_purchase, which cannot pass vacuously"
     with Session(engine) as session:
         return list(session.exec(select(CreditLot).where(CreditLot.customer_id == customer_id).order_by(CreditLot.id)))
 
@@ -27,3 +28,9 @@ def lots_of(engine: Engine, customer_id: int) -> list[CreditLot]:
 def event_recorded(engine: Engine, event_id: str) -> bool:
     with Session(engine) as session:
         return session.get(StripeEvent, event_id) is not None
+
+
+def lots_of_purchase(engine: Engine, purchase_id: int) -> list[CreditLot]:
+    """The credit lots a purchase granted (at most one), whether or not it has a customer yet."""
+    with Session(engine) as session:
+        return list(session.exec(select(CreditLot).where(CreditLot.purchase_id == purchase_id)))

@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 
 from litesubs.models import Pack, User
 from litesubs.payments.checkout import (
+    CHECKOUTS_PER_BUYER,
     cancel_test_checkout,
     fulfil_session_id,
     get_test_checkout,
@@ -16,15 +17,25 @@ from litesubs.payments.checkout import (
     purchase_blocker,
     start_checkout,
 )
+from litesubs.payments.fulfilment import LATE_PAYMENT_GRACE
+from litesubs.services.customer_directory import customer_file
 from litesubs.services.customers import get_or_create_customer, suspend_customer
-from litesubs.services.errors import CustomerSuspended, NotFound, OwnPack, PackUnavailable, PaymentUnavailable
-from litesubs.services.packs import public_pack, set_pack_active
+from litesubs.services.errors import (
+    CustomerSuspended,
+    InvalidRequest,
+    NotFound,
+    OwnPack,
+    PackUnavailable,
+    PaymentUnavailable,
+    RateLimited,
+)
+from litesubs.services.packs import PackFields, public_pack, set_pack_active, update_pack
 from litesubs.settings import Settings, get_settings
 from tests.conftest import create_user
 from tests.invariants import assert_invariants
 from tests.ledger_factories import entries_of
 from tests.payments.conftest import BASE_URL, open_checkout
-from tests.payments.records import customer_of, lots_of, purchase_of
+from tests.payments.records import customer_of, lots_of, lots_of_purchase, purchase_of
 from tests.stripe_server import FakeStripe
 
 in_stripe_mode = pytest.mark.usefixtures("stripe_mode")
@@ -128,7 +139,7 @@ def test_the_checkout_session_sells_the_pack_to_the_buyer(
     }
     purchase = purchase_of(engine, session["id"])
     assert (purchase.status, purchase.amount, purchase.currency, purchase.credits) == ("pending", 900, "USD", 100)
-    assert lots_of(engine, purchase.customer_id) == []
+    assert lots_of_purchase(engine, purchase.id) == []
 
 
 @in_stripe_mode
@@ -276,7 +287,8 @@ def test_another_buyer_can_neither_see_nor_pay_nor_cancel_a_test_checkout(
 
     purchase = purchase_of(engine, session_id)
     assert purchase.status == "pending"
-    assert lots_of(engine, purchase.customer_id) == []
+    assert lots_of_purchase(engine, purchase.id) == []
+    assert customer_of(engine, creator_id=pack.creator_id, buyer_id=buyer.id) is None
     assert customer_of(engine, creator_id=pack.creator_id, buyer_id=intruder.id) is None
 
 
@@ -291,28 +303,102 @@ def test_the_test_checkout_is_closed_in_stripe_mode(
     for action in (get_test_checkout, pay_test_checkout, cancel_test_checkout):
         with pytest.raises(NotFound):
             action(buyer_id=buyer.id, session_id=session_id, engine=engine)
-    assert lots_of(engine, purchase_of(engine, session_id).customer_id) == []
+    purchase = purchase_of(engine, session_id)
+    assert (purchase.status, lots_of_purchase(engine, purchase.id)) == ("pending", [])
 
 
 @in_test_mode
-def test_a_payment_completing_after_the_pack_expired_is_recorded_but_grants_nothing(
+def test_a_checkout_begun_before_the_pack_expired_is_honoured_with_usable_credits(
     engine: Engine, pack: Pack, buyer: User
 ) -> None:
     session_id = open_checkout(engine, pack, buyer)
+    paid_at = pack.expires_at + timedelta(hours=1)
 
-    late = pay_test_checkout(buyer_id=buyer.id, session_id=session_id, engine=engine, now=pack.expires_at)
+    late = pay_test_checkout(buyer_id=buyer.id, session_id=session_id, engine=engine, now=paid_at)
 
-    assert (late.status, late.balance) == ("mismatch", 0)
-    assert lots_of(engine, purchase_of(engine, session_id).customer_id) == []
+    assert (late.status, late.balance) == ("paid", 100)
+    [lot] = lots_of_purchase(engine, purchase_of(engine, session_id).id)
+    assert (lot.remaining, lot.expires_at) == (100, paid_at + LATE_PAYMENT_GRACE)
 
 
 @in_test_mode
-def test_a_customer_suspended_during_checkout_gets_no_credits(engine: Engine, pack: Pack, buyer: User) -> None:
+def test_a_checkout_begun_before_the_pack_was_disabled_is_honoured(engine: Engine, pack: Pack, buyer: User) -> None:
+    session_id = open_checkout(engine, pack, buyer)
+    set_pack_active(creator_id=pack.creator_id, pack_id=pack.id, active=False, engine=engine)
+
+    paid = pay_test_checkout(buyer_id=buyer.id, session_id=session_id, engine=engine)
+
+    assert (paid.status, paid.balance) == ("paid", 100)
+
+
+@in_test_mode
+def test_a_customer_suspended_during_checkout_gets_no_credits_and_the_purchase_says_why(
+    engine: Engine, pack: Pack, buyer: User
+) -> None:
     customer = get_or_create_customer(creator_id=pack.creator_id, buyer_id=buyer.id, engine=engine)  # bought before
     session_id = open_checkout(engine, pack, buyer)
     suspend_customer(creator_id=pack.creator_id, customer_id=customer.id, engine=engine)
 
     paid = pay_test_checkout(buyer_id=buyer.id, session_id=session_id, engine=engine)
 
-    assert (paid.status, paid.balance) == ("mismatch", 0)
+    assert (paid.status, paid.balance) == ("refunded", 0)
+    purchase = purchase_of(engine, session_id)
+    assert purchase.refund_reason == "The customer was suspended before the payment completed."
+    assert lots_of(engine, customer.id) == []
+    [line] = customer_file(creator_id=pack.creator_id, customer_id=customer.id, engine=engine).purchases
+    assert (line.status, line.refund_reason) == ("refunded", purchase.refund_reason)
     assert_invariants(engine, customer.id, now=datetime.now(UTC))
+
+
+@in_test_mode
+def test_an_open_checkout_does_not_freeze_the_packs_terms_but_a_paid_one_does(
+    engine: Engine, pack: Pack, buyer: User
+) -> None:
+    session_id = open_checkout(engine, pack, buyer)
+    open_checkout(engine, pack, create_user(engine))  # abandoned
+
+    update_pack(
+        creator_id=pack.creator_id, pack_id=pack.id, fields=_terms(pack, price="12.00", credits="150"), engine=engine
+    )
+
+    paid = pay_test_checkout(buyer_id=buyer.id, session_id=session_id, engine=engine)
+    assert (paid.status, paid.amount, paid.credits, paid.balance) == ("paid", 900, 100, 100)  # what the buyer saw
+    with pytest.raises(InvalidRequest, match="This pack has sales"):
+        update_pack(creator_id=pack.creator_id, pack_id=pack.id, fields=_terms(pack, price="15.00"), engine=engine)
+
+
+@in_test_mode
+def test_buying_is_rate_limited_per_buyer(engine: Engine, pack: Pack, buyer: User) -> None:
+    now = datetime.now(UTC)
+    for _ in range(CHECKOUTS_PER_BUYER):
+        start_checkout(buyer_id=buyer.id, public_id=pack.public_id, engine=engine, now=now)
+    with pytest.raises(RateLimited, match="Too many checkouts started"):
+        start_checkout(buyer_id=buyer.id, public_id=pack.public_id, engine=engine, now=now)
+    start_checkout(buyer_id=create_user(engine).id, public_id=pack.public_id, engine=engine, now=now)
+    start_checkout(buyer_id=buyer.id, public_id=pack.public_id, engine=engine, now=now + timedelta(minutes=1))
+
+
+def _terms(pack: Pack, *, price: str, credits: str = "100") -> PackFields:
+    return PackFields(
+        name=pack.name, description="", price=price, currency=pack.currency, credits=credits, expires_on="2099-12-31"
+    )
+
+
+@in_stripe_mode
+@pytest.mark.parametrize("failure", ["unreachable", "refused key"])
+def test_stripe_failing_on_the_success_page_is_a_clear_error_and_changes_nothing(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, fake_stripe: FakeStripe, pack: Pack, buyer: User, failure: str
+) -> None:
+    session_id = open_checkout(engine, pack, buyer)
+    fake_stripe.complete(session_id)
+    monkeypatch.setattr("stripe.max_network_retries", 0)
+    if failure == "unreachable":
+        monkeypatch.setenv("STRIPE_API_BASE", "http://127.0.0.1:9")  # the discard port: nothing listens
+    else:
+        monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_not_the_accounts_key")  # Stripe answers 401
+    get_settings.cache_clear()
+
+    with pytest.raises(PaymentUnavailable, match=r"^Payments are unavailable right now\. Try again in a minute\.$"):
+        fulfil_session_id(buyer_id=buyer.id, session_id=session_id, engine=engine)
+    purchase = purchase_of(engine, session_id)
+    assert (purchase.status, lots_of_purchase(engine, purchase.id)) == ("pending", [])

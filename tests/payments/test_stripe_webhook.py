@@ -17,15 +17,19 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from litesubs.models import Customer, Pack, User
+from litesubs.models import CreditLot, Customer, Pack, User
 from litesubs.payments.checkout import fulfil_session_id
 from litesubs.payments.stripe_gateway import create_checkout_session, stripe_client
+from litesubs.services.customer_directory import customer_ledger
+from litesubs.services.customers import get_or_create_customer
+from litesubs.services.errors import InsufficientCredits
 from litesubs.services.ledger import Actor, debit
+from litesubs.services.packs import set_pack_active
 from litesubs.settings import get_settings
 from tests.invariants import assert_invariants
 from tests.ledger_factories import balance_of, entries_of
 from tests.payments.conftest import STRIPE_VARIABLES, WEBHOOK_SECRET, open_checkout
-from tests.payments.records import event_recorded, lots_of, purchase_of
+from tests.payments.records import event_recorded, lots_of, lots_of_purchase, purchase_of
 from tests.stripe_server import FakeStripe
 
 pytestmark = pytest.mark.usefixtures("stripe_mode")
@@ -45,7 +49,7 @@ def untouched(engine: Engine, session_id: str, event_id: str) -> bool:
     purchase = purchase_of(engine, session_id)
     return (
         purchase.status == "pending"
-        and lots_of(engine, purchase.customer_id) == []
+        and lots_of_purchase(engine, purchase.id) == []
         and not event_recorded(engine, event_id)
     )
 
@@ -225,21 +229,58 @@ def test_a_redelivered_event_does_nothing(
     assert_granted_once(engine, session_id)
 
 
-@pytest.mark.parametrize("paid", [{"amount_total": 1}, {"currency": "eur"}], ids=["amount", "currency"])
-def test_a_payment_that_differs_from_the_pack_is_recorded_and_grants_nothing(
-    engine: Engine, fake_stripe: FakeStripe, webhook_url: str, pack: Pack, buyer: User, paid: dict
+@pytest.mark.parametrize(
+    ("paid", "reason"),
+    [
+        ({"amount_total": 1}, "Paid 1 USD where the pack costs 900 USD."),
+        ({"currency": "eur"}, "Paid 900 EUR where the pack costs 900 USD."),
+    ],
+    ids=["amount", "currency"],
+)
+def test_a_payment_that_differs_from_the_pack_is_refunded_once_and_grants_nothing(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str, pack: Pack, buyer: User, paid: dict, reason: str
 ) -> None:
     session_id = open_checkout(engine, pack, buyer)
+    event = completed(fake_stripe, session_id, **paid)
+    again = fake_stripe.event("checkout.session.completed", fake_stripe.sessions[session_id])
 
-    response = deliver(webhook_url, completed(fake_stripe, session_id, **paid))
+    outcomes = deliver_together(CONCURRENT_DELIVERIES, lambda i: deliver(webhook_url, event if i % 2 else again))
 
-    assert response.json() == {"received": True, "outcome": "mismatch"}
+    assert outcomes == Counter({"refunded_unfulfillable": 1, "already_fulfilled": 1, "duplicate": 8})
     purchase = purchase_of(engine, session_id)
-    assert purchase.status == "mismatch"
+    assert (purchase.status, purchase.refund_reason) == ("refunded", reason)
     assert lots_of(engine, purchase.customer_id) == []
     assert balance_of(engine, purchase.customer_id) == 0
-    assert fulfil_session_id(buyer_id=buyer.id, session_id=session_id, engine=engine).status == "mismatch"
+    charge = fake_stripe.charge_of(session_id)
+    assert (charge["refunded"], charge["amount_refunded"]) == (True, charge["amount"])
+    refund = fake_stripe.refunds_by_idempotency_key[(None, f"litesubs-refund-{session_id}")]  # a retry gets this one back
+    assert refund["payment_intent"] == purchase.stripe_payment_intent_id
+
+    assert fulfil_session_id(buyer_id=buyer.id, session_id=session_id, engine=engine).status == "refunded"
+    refunded = fake_stripe.event("charge.refunded", charge)
+    assert deliver(webhook_url, refunded).json()["outcome"] == "already_fulfilled"
+    assert refund_requests(fake_stripe, purchase.stripe_payment_intent_id) == 1
     assert lots_of(engine, purchase.customer_id) == []
+
+
+def test_a_refund_that_stripe_cannot_make_yet_is_retried_until_it_is_made(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str, pack: Pack, buyer: User
+) -> None:
+    """Stripe unreachable for the automatic refund: 500, nothing recorded, and Stripe's retry refunds once."""
+    session_id = open_checkout(engine, pack, buyer)
+    event = completed(fake_stripe, session_id, amount_total=1)
+    charge = fake_stripe.charge_of(session_id)
+    with fake_stripe.lock:
+        del fake_stripe.charges[charge["id"]]  # Stripe does not know the payment for now
+
+    assert deliver(webhook_url, event).status_code == 500
+    assert untouched(engine, session_id, event["id"])
+
+    with fake_stripe.lock:
+        fake_stripe.charges[charge["id"]] = charge
+    assert deliver(webhook_url, event).json()["outcome"] == "refunded_unfulfillable"
+    assert fake_stripe.charge_of(session_id)["refunded"]
+    assert purchase_of(engine, session_id).status == "refunded"
 
 
 def test_an_unpaid_completed_session_grants_nothing_until_its_payment_succeeds(
@@ -252,7 +293,7 @@ def test_an_unpaid_completed_session_grants_nothing_until_its_payment_succeeds(
     assert response.json() == {"received": True, "outcome": "unpaid"}
     purchase = purchase_of(engine, session_id)
     assert purchase.status == "pending"
-    assert lots_of(engine, purchase.customer_id) == []
+    assert lots_of_purchase(engine, purchase.id) == []
 
     succeeded = fake_stripe.event("checkout.session.async_payment_succeeded", fake_stripe.pay_later(session_id))
     assert deliver(webhook_url, succeeded).json()["outcome"] == "granted"
@@ -270,7 +311,7 @@ def test_a_failed_asynchronous_payment_marks_the_purchase_failed(
     assert response.json() == {"received": True, "outcome": "failed"}
     purchase = purchase_of(engine, session_id)
     assert purchase.status == "failed"
-    assert lots_of(engine, purchase.customer_id) == []
+    assert lots_of_purchase(engine, purchase.id) == []
 
 
 def test_a_late_failure_event_never_undoes_a_paid_purchase(
@@ -288,14 +329,28 @@ def test_a_late_failure_event_never_undoes_a_paid_purchase(
 def test_an_event_whose_processing_fails_is_not_swallowed(
     engine: Engine, fake_stripe: FakeStripe, webhook_url: str, pack: Pack, buyer: User
 ) -> None:
-    """The event id is recorded in the same commit as its effect: after a failure, Stripe's retry is processed."""
+    """The event id is recorded in the same commit as its effect: after a failure, Stripe's retry is processed.
+
+    The failure is the database's own: a stray credit lot already holds the purchase's id, so the
+    grant breaks `credit_lot.purchase_id`'s uniqueness and the whole transaction rolls back.
+    """
     session_id = open_checkout(engine, pack, buyer)
     event = completed(fake_stripe, session_id)
-    broken = {**event, "data": {"object": {**event["data"]["object"], "id": None}}}
+    purchase = purchase_of(engine, session_id)
+    customer = get_or_create_customer(creator_id=pack.creator_id, buyer_id=buyer.id, engine=engine)
+    with Session(engine) as session:
+        stray = CreditLot(customer_id=customer.id, source="purchase", purchase_id=purchase.id, granted=1, remaining=0)
+        session.add(stray)
+        session.commit()
+        stray_id = stray.id
 
-    assert deliver(webhook_url, broken).status_code == 500
+    assert deliver(webhook_url, event).status_code == 500
     assert not event_recorded(engine, event["id"])
+    assert purchase_of(engine, session_id).status == "pending"
 
+    with Session(engine) as session:
+        session.delete(session.get(CreditLot, stray_id))
+        session.commit()
     assert deliver(webhook_url, event).json()["outcome"] == "granted"
     assert_granted_once(engine, session_id)
 
@@ -310,6 +365,19 @@ def test_a_checkout_that_is_not_ours_is_acknowledged_and_ignored(
 
     assert (response.status_code, response.json()["outcome"]) == (200, "not_ours")
     assert purchase_of(engine, "cs_test_foreign") is None
+
+
+def test_a_failed_payment_of_a_checkout_that_is_not_ours_is_acknowledged(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str
+) -> None:
+    foreign = {"id": "cs_test_foreign_failed", "object": "checkout.session", "payment_status": "unpaid"}
+    event = fake_stripe.event("checkout.session.async_payment_failed", foreign)
+
+    response = deliver(webhook_url, event)
+
+    assert (response.status_code, response.json()["outcome"]) == (200, "not_ours")
+    assert purchase_of(engine, "cs_test_foreign_failed") is None
+    assert event_recorded(engine, event["id"])
 
 
 def test_event_types_we_do_not_handle_are_acknowledged_without_a_trace(
@@ -372,19 +440,182 @@ def test_a_partial_refund_leaves_the_credits_alone(
     assert balance_of(engine, purchase.customer_id) == 100
 
 
-def test_refunding_a_mismatched_payment_marks_it_refunded(
+# --- Events in any order -------------------------------------------------------------------
+
+
+ORDERS = {
+    "refund first": ["refunded", "completed"],
+    "refund between completion and its redelivery": ["completed", "refunded", "completed"],
+    "refund before an async success": ["unpaid", "refunded", "succeeded", "completed"],
+    "refund redelivered before completion": ["refunded", "refunded", "completed", "succeeded"],
+    "completion first": ["completed", "refunded", "refunded"],
+}
+
+
+@pytest.mark.parametrize("order", ORDERS.values(), ids=ORDERS.keys())
+def test_a_refunded_purchase_holds_no_credits_whatever_the_order_of_events(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str, pack: Pack, buyer: User, order: list[str]
+) -> None:
+    session_id = open_checkout(engine, pack, buyer)
+    unpaid = fake_stripe.complete(session_id, paid=False)
+    paid = fake_stripe.pay_later(session_id)
+    stripe_client().v1.refunds.create({"payment_intent": paid["payment_intent"]})
+    events = {
+        "unpaid": lambda: fake_stripe.event("checkout.session.completed", unpaid),
+        "completed": lambda: fake_stripe.event("checkout.session.completed", paid),
+        "succeeded": lambda: fake_stripe.event("checkout.session.async_payment_succeeded", paid),
+        "refunded": lambda: fake_stripe.event("charge.refunded", fake_stripe.charge_of(session_id)),
+    }
+
+    for name in order:
+        assert deliver(webhook_url, events[name]()).status_code == 200
+    summary = fulfil_session_id(buyer_id=buyer.id, session_id=session_id, engine=engine)
+
+    purchase = purchase_of(engine, session_id)
+    assert (purchase.status, summary.status, summary.balance) == ("refunded", "refunded", 0)
+    assert [lot.remaining for lot in lots_of_purchase(engine, purchase.id)] in ([], [0])
+    assert balance_of(engine, purchase.customer_id) == 0
+    assert customer_row(engine, purchase.customer_id).credits_purchased == 0
+    assert_invariants(engine, purchase.customer_id)
+
+
+def test_a_refund_of_a_payment_that_is_not_ours_is_acknowledged(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str
+) -> None:
+    charge = {"id": "ch_test_foreign", "object": "charge", "payment_intent": "pi_test_foreign", "refunded": True}
+
+    response = deliver(webhook_url, fake_stripe.event("charge.refunded", charge))
+
+    assert (response.status_code, response.json()["outcome"]) == (200, "not_ours")
+
+
+# --- Disputes -------------------------------------------------------------------------------
+
+
+def test_a_dispute_takes_back_the_remaining_credits_and_winning_it_gives_them_back(
     engine: Engine, fake_stripe: FakeStripe, webhook_url: str, pack: Pack, buyer: User
 ) -> None:
     session_id = open_checkout(engine, pack, buyer)
-    deliver(webhook_url, completed(fake_stripe, session_id, amount_total=1))
-    stripe_client().v1.refunds.create({"payment_intent": purchase_of(engine, session_id).stripe_payment_intent_id})
+    deliver(webhook_url, completed(fake_stripe, session_id))
+    customer_id = purchase_of(engine, session_id).customer_id
+    debit(creator_id=pack.creator_id, customer_id=customer_id, amount=30, actor=Actor("api_key", 1), engine=engine)
 
-    response = deliver(webhook_url, fake_stripe.event("charge.refunded", fake_stripe.charge_of(session_id)))
+    opened = fake_stripe.event("charge.dispute.created", fake_stripe.dispute(session_id, reason="product_not_received"))
+    assert deliver(webhook_url, opened).json()["outcome"] == "disputed"
+    assert balance_of(engine, customer_id) == 0
+    with pytest.raises(InsufficientCredits):
+        debit(creator_id=pack.creator_id, customer_id=customer_id, amount=1, actor=Actor("api_key", 1), engine=engine)
 
-    assert response.json()["outcome"] == "refunded"
-    purchase = purchase_of(engine, session_id)
-    assert purchase.status == "refunded"
-    assert entries_of(engine, purchase.customer_id) == []
+    won = fake_stripe.dispute(session_id, status="won")
+    assert deliver(webhook_url, fake_stripe.event("charge.dispute.closed", won)).json()["outcome"] == "dispute_won"
+    assert deliver(webhook_url, fake_stripe.event("charge.dispute.closed", won)).json()["outcome"] == "dispute_won"
+
+    assert balance_of(engine, customer_id) == 70
+    entries = [(e.kind, e.delta, e.reason, e.actor_type) for e in entries_of(engine, customer_id)]
+    assert entries == [
+        ("purchase", 100, "Bought Starter", "stripe"),
+        ("debit", -30, "", "api_key"),
+        ("dispute", -70, "Payment disputed: product not received", "stripe"),
+        ("dispute", 70, "Dispute won", "stripe"),
+    ]
+    page, _names, words = customer_ledger(creator_id=pack.creator_id, customer_id=customer_id, engine=engine)
+    assert [entry.kind for entry in page.entries][:2] == ["dispute", "dispute"]  # on the creator's customer page
+    assert [words[entry.id] for entry in page.entries][:2] == ["Disputed", "Disputed"]
+    assert_invariants(engine, customer_id)
+
+
+def test_a_lost_dispute_keeps_the_credits_taken(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str, pack: Pack, buyer: User
+) -> None:
+    session_id = open_checkout(engine, pack, buyer)
+    deliver(webhook_url, completed(fake_stripe, session_id))
+    customer_id = purchase_of(engine, session_id).customer_id
+    deliver(webhook_url, fake_stripe.event("charge.dispute.created", fake_stripe.dispute(session_id)))
+
+    lost = fake_stripe.event("charge.dispute.closed", fake_stripe.dispute(session_id, status="lost"))
+
+    assert deliver(webhook_url, lost).json()["outcome"] == "dispute_lost"
+    assert balance_of(engine, customer_id) == 0
+    assert [(e.kind, e.delta) for e in entries_of(engine, customer_id)] == [("purchase", 100), ("dispute", -100)]
+    assert_invariants(engine, customer_id)
+
+
+# --- Malformed events -----------------------------------------------------------------------
+
+
+MALFORMED = {
+    "no data.object": {"data": {}},
+    "data.object not an object": {"data": {"object": "cs_test_1"}},
+    "data.object without id": {"data": {"object": {"object": "checkout.session", "payment_status": "paid"}}},
+    "no event id": {"id": None},
+    "no type": {"type": None},
+}
+
+
+@pytest.mark.parametrize("change", MALFORMED.values(), ids=MALFORMED.keys())
+def test_a_signed_event_of_unexpected_shape_is_answered_400_and_logged(
+    engine: Engine,
+    fake_stripe: FakeStripe,
+    webhook_url: str,
+    pack: Pack,
+    buyer: User,
+    change: dict,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    session_id = open_checkout(engine, pack, buyer)
+    event = {**completed(fake_stripe, session_id), **change}
+
+    with caplog.at_level("WARNING"):
+        response = deliver(webhook_url, event)
+
+    if change == {"type": None}:  # no type we handle: acknowledged like any other type we ignore
+        assert (response.status_code, response.json()["outcome"]) == (200, "ignored")
+    else:
+        assert response.status_code == 400
+        assert response.json()["error"]["code"] == "malformed_event"
+        assert any("Stripe event" in record.getMessage() for record in caplog.records)
+    assert untouched(engine, session_id, event["id"] or "evt_none")
+
+
+@pytest.mark.parametrize(
+    "body", [b"not json", b"[1, 2]", b'"a string"', b"\xff\xfe"], ids=["text", "array", "string", "bytes"]
+)
+def test_a_signed_body_that_is_not_a_json_object_is_answered_400(webhook_url: str, body: bytes) -> None:
+    signature = FakeStripe.sign(body.decode("latin-1"), WEBHOOK_SECRET)
+    response = httpx.post(webhook_url, content=body, headers={"Stripe-Signature": signature}, timeout=30)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] in ("invalid_signature", "malformed_event")
+
+
+def test_a_body_over_1_mb_is_refused_before_it_is_read(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str, pack: Pack, buyer: User
+) -> None:
+    session_id = open_checkout(engine, pack, buyer)
+    event = completed(fake_stripe, session_id)
+    event["data"]["object"]["padding"] = "x" * (1024 * 1024)
+
+    response = deliver(webhook_url, event)
+
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert untouched(engine, session_id, event["id"])
+
+    chunked = httpx.post(webhook_url, content=iter([b"{" + b" " * (1024 * 1024), b"}"]), timeout=30)
+    assert chunked.status_code == 413
+
+
+# --- Honouring what the buyer saw -----------------------------------------------------------
+
+
+def test_a_checkout_begun_while_on_sale_is_honoured_after_the_pack_was_disabled(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str, pack: Pack, buyer: User
+) -> None:
+    session_id = open_checkout(engine, pack, buyer)
+    set_pack_active(creator_id=pack.creator_id, pack_id=pack.id, active=False, engine=engine)
+
+    assert deliver(webhook_url, completed(fake_stripe, session_id)).json()["outcome"] == "granted"
+    assert_granted_once(engine, session_id)
 
 
 # --- Helpers --------------------------------------------------------------------------------
@@ -404,6 +635,14 @@ def deliver_together(count: int, attempt) -> Counter:
 
     with ThreadPoolExecutor(max_workers=count) as pool:
         return Counter(pool.map(run, range(count)))
+
+
+def refund_requests(fake_stripe: FakeStripe, payment_intent_id: str) -> int:
+    return sum(
+        1
+        for method, path, params in fake_stripe.requests
+        if (method, path) == ("POST", "/v1/refunds") and params.get("payment_intent") == payment_intent_id
+    )
 
 
 def assert_granted_once(engine: Engine, session_id: str) -> None:

@@ -39,8 +39,9 @@ reuse the key.
 
 **Pages.** Lists return `next_cursor`; pass it as `cursor` to get the next page.
 
-**Rate limit.** 100 requests a second per key, with bursts up to 200; beyond that, 429 with
-`Retry-After`.
+**Rate limit.** 100 requests a second per key by default (the server's `LITESUBS_API_RATE_LIMIT`),
+with bursts up to twice that; beyond that, 429 with `Retry-After`. Failed authentications are
+limited per client address too.
 """
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Body, Depends, Header, Path, Query, Response
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from litesubs.api.client import client_address
 from litesubs.api.v1.errors import REPLAYED_HEADER, REPLAYED_HEADER_DOC, responses
-from litesubs.api.v1.rate_limit import API_KEY_LIMITS
+from litesubs.api.v1.rate_limit import failed_auth_limits, key_limits
 from litesubs.api.v1.schemas import (
     CaptureRequest,
     CreditRequest,
@@ -28,8 +29,10 @@ from litesubs.api.v1.schemas import (
 )
 from litesubs.models import ApiKey
 from litesubs.services import api_keys, holds, ledger
+from litesubs.services.cursors import CURSOR_PATTERN
 from litesubs.services.customer_accounts import customer_account, page_customers
 from litesubs.services.customers import customer_id_of
+from litesubs.services.errors import Unauthorized
 from litesubs.services.idempotency import MAX_KEY_LENGTH
 from litesubs.services.packs import list_packs
 
@@ -40,10 +43,18 @@ bearer = HTTPBearer(
 )
 
 
-def authenticated_key(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> ApiKey:
-    """The live API key of the request, within its rate limit."""
-    key = api_keys.authenticate(secret=credentials.credentials if credentials else None)
-    API_KEY_LIMITS.take(key.id)
+def authenticated_key(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> ApiKey:
+    """The live API key of the request, within its rate limit; a client that failed too often is refused first."""
+    client, failures = client_address(request), failed_auth_limits()
+    failures.take(client, cost=0, refused_cost=1)
+    try:
+        key = api_keys.authenticate(secret=credentials.credentials if credentials else None)
+    except Unauthorized:
+        failures.take(client)
+        raise
+    key_limits().take(key.id)
     return key
 
 
@@ -59,7 +70,14 @@ CustomerRef = Annotated[
 ]
 Limit = Annotated[int, Query(ge=1, le=ledger.MAX_PAGE_SIZE, description="Items per page, 1 to 100.")]
 Cursor = Annotated[
-    str | None, Query(max_length=100, description="`next_cursor` of the previous page; omit for the first page.")
+    str | None,
+    Query(
+        pattern=CURSOR_PATTERN,
+        description="`next_cursor` of the previous page, unchanged; omit for the first page. Opaque: any value of "
+        "this shape (a whole number from 1 written in decimal) is a valid position, and the page holds what "
+        "comes after it.",
+        examples=["1042"],
+    ),
 ]
 IdempotencyKey = Annotated[
     str | None,
@@ -75,12 +93,36 @@ IdempotencyKey = Annotated[
 HoldId = Annotated[
     str, Path(min_length=1, max_length=40, description="The hold's id, as placing it answered.", examples=["hold_42"])
 ]
+
+
+def _links_to_customer(ref: str, *operation_ids: str) -> dict[str, dict[str, Any]]:
+    """OpenAPI links from a response to operations on the customer it names (`ref`: a runtime expression)."""
+    return {operation_id: {"operationId": operation_id, "parameters": {"ref": ref}} for operation_id in operation_ids}
+
+
+def _links_to_hold(hold_id: str, *operation_ids: str) -> dict[str, dict[str, Any]]:
+    """OpenAPI links from a response to operations on the hold it names (`hold_id`: a runtime expression)."""
+    return {
+        operation_id: {"operationId": operation_id, "parameters": {"hold_id": hold_id}}
+        for operation_id in operation_ids
+    }
+
+
 _CHANGE_RESPONSES = {
-    200: {"description": "The change, as the ledger recorded it.", "headers": REPLAYED_HEADER_DOC},
+    200: {
+        "description": "The change, as the ledger recorded it.",
+        "headers": REPLAYED_HEADER_DOC,
+        "links": _links_to_customer("$response.body#/customer_id", "get_customer", "list_transactions"),
+    },
     **responses(401, 403, 404, 409, 422, 429, replayable=(403, 409)),
 }
+_ON_HOLD = ("get_hold", "capture_hold", "release_hold")
 _HOLD_RESPONSES = {
-    201: {"description": "The hold, active until captured, released or expired.", "headers": REPLAYED_HEADER_DOC},
+    201: {
+        "description": "The hold, active until captured, released or expired.",
+        "headers": REPLAYED_HEADER_DOC,
+        "links": _links_to_hold("$response.body#/id", *_ON_HOLD),
+    },
     **responses(401, 403, 404, 409, 422, 429, replayable=(403, 409)),
 }
 _HOLD_NOT_FOUND = "`not_found`: no such hold of yours (another creator's holds are not found either)."
@@ -101,12 +143,28 @@ _HOLD_ENDING_RESPONSES = {
         },
     ),
 }
+_ON_CUSTOMER = (
+    "get_customer",
+    "debit_customer",
+    "credit_customer",
+    "list_transactions",
+    "place_hold",
+    "list_customer_holds",
+)
 
 router = APIRouter(tags=["API v1"])
 T = TypeVar("T")
 
 
-@router.get("/customers", response_model=CustomerList, responses=responses(401, 422, 429))
+@router.get(
+    "/customers",
+    operation_id="list_customers",
+    response_model=CustomerList,
+    responses={
+        200: {"links": _links_to_customer("$response.body#/data/0/id", *_ON_CUSTOMER)},
+        **responses(401, 422, 429),
+    },
+)
 async def list_customers(
     key: CurrentKey,
     email: Annotated[str | None, Query(max_length=320, description="Only the customer with this buyer email.")] = None,
@@ -118,13 +176,26 @@ async def list_customers(
     return CustomerList.of(page)
 
 
-@router.get("/customers/{ref}", response_model=CustomerDetail, responses=responses(401, 404, 422, 429))
+@router.get(
+    "/customers/{ref}",
+    operation_id="get_customer",
+    response_model=CustomerDetail,
+    responses={
+        200: {"links": _links_to_customer("$response.body#/id", *_ON_CUSTOMER[1:])},
+        **responses(401, 404, 422, 429),
+    },
+)
 async def get_customer(ref: CustomerRef, key: CurrentKey) -> CustomerDetail:
     """One customer: balance, status and unexpired credit lots."""
     return CustomerDetail.of(await _blocking(lambda: customer_account(creator_id=key.creator_id, ref=ref)))
 
 
-@router.post("/customers/{ref}/debit", response_model=TransactionPublic, responses=_CHANGE_RESPONSES)
+@router.post(
+    "/customers/{ref}/debit",
+    operation_id="debit_customer",
+    response_model=TransactionPublic,
+    responses=_CHANGE_RESPONSES,
+)
 async def debit_customer(
     ref: CustomerRef, body: DebitRequest, key: CurrentKey, response: Response, idempotency_key: IdempotencyKey = None
 ) -> TransactionPublic:
@@ -136,7 +207,12 @@ async def debit_customer(
     return _change(await _blocking(spend), reason=body.reason, response=response)
 
 
-@router.post("/customers/{ref}/credit", response_model=TransactionPublic, responses=_CHANGE_RESPONSES)
+@router.post(
+    "/customers/{ref}/credit",
+    operation_id="credit_customer",
+    response_model=TransactionPublic,
+    responses=_CHANGE_RESPONSES,
+)
 async def credit_customer(
     ref: CustomerRef, body: CreditRequest, key: CurrentKey, response: Response, idempotency_key: IdempotencyKey = None
 ) -> TransactionPublic:
@@ -148,7 +224,12 @@ async def credit_customer(
     return _change(await _blocking(give), reason=body.reason, response=response)
 
 
-@router.get("/customers/{ref}/transactions", response_model=TransactionList, responses=responses(401, 404, 422, 429))
+@router.get(
+    "/customers/{ref}/transactions",
+    operation_id="list_transactions",
+    response_model=TransactionList,
+    responses=responses(401, 404, 422, 429),
+)
 async def list_transactions(
     ref: CustomerRef, key: CurrentKey, limit: Limit = 50, cursor: Cursor = None
 ) -> TransactionList:
@@ -164,7 +245,13 @@ async def list_transactions(
     )
 
 
-@router.post("/customers/{ref}/holds", status_code=201, response_model=HoldPublic, responses=_HOLD_RESPONSES)
+@router.post(
+    "/customers/{ref}/holds",
+    operation_id="place_hold",
+    status_code=201,
+    response_model=HoldPublic,
+    responses=_HOLD_RESPONSES,
+)
 async def place_hold(
     ref: CustomerRef, body: HoldRequest, key: CurrentKey, response: Response, idempotency_key: IdempotencyKey = None
 ) -> HoldPublic:
@@ -180,7 +267,12 @@ async def place_hold(
     return HoldPublic.of(summary)
 
 
-@router.get("/customers/{ref}/holds", response_model=HoldList, responses=responses(401, 404, 422, 429))
+@router.get(
+    "/customers/{ref}/holds",
+    operation_id="list_customer_holds",
+    response_model=HoldList,
+    responses=responses(401, 404, 422, 429),
+)
 async def list_customer_holds(
     ref: CustomerRef,
     key: CurrentKey,
@@ -204,6 +296,7 @@ async def list_customer_holds(
 
 @router.get(
     "/holds/{hold_id}",
+    operation_id="get_hold",
     response_model=HoldPublic,
     responses=responses(401, 404, 422, 429, described={404: _HOLD_NOT_FOUND}),
 )
@@ -213,7 +306,12 @@ async def get_hold(hold_id: HoldId, key: CurrentKey) -> HoldPublic:
     return HoldPublic.of(summary)
 
 
-@router.post("/holds/{hold_id}/capture", response_model=HoldTransaction, responses=_HOLD_ENDING_RESPONSES)
+@router.post(
+    "/holds/{hold_id}/capture",
+    operation_id="capture_hold",
+    response_model=HoldTransaction,
+    responses=_HOLD_ENDING_RESPONSES,
+)
 async def capture_hold(
     hold_id: HoldId,
     key: CurrentKey,
@@ -231,7 +329,12 @@ async def capture_hold(
     return _ended(await _blocking(spend), response=response)
 
 
-@router.post("/holds/{hold_id}/release", response_model=HoldTransaction, responses=_HOLD_ENDING_RESPONSES)
+@router.post(
+    "/holds/{hold_id}/release",
+    operation_id="release_hold",
+    response_model=HoldTransaction,
+    responses=_HOLD_ENDING_RESPONSES,
+)
 async def release_hold(
     hold_id: HoldId, key: CurrentKey, response: Response, idempotency_key: IdempotencyKey = None
 ) -> HoldTransaction:
@@ -243,7 +346,9 @@ async def release_hold(
     return _ended(await _blocking(give_back), response=response)
 
 
-@router.get("/packs", response_model=PackList, responses=responses(401, 429), summary="List packs")
+@router.get(
+    "/packs", operation_id="list_packs", response_model=PackList, responses=responses(401, 429), summary="List packs"
+)
 async def list_your_packs(key: CurrentKey) -> PackList:
     """Your packs, newest first, with their links."""
     packs = await _blocking(lambda: list_packs(creator_id=key.creator_id))

@@ -27,7 +27,8 @@ DESCRIPTIONS = {
     409: "`insufficient_credits`: the balance is lower than the amount and nothing was spent; "
     "`idempotency_conflict`: this Idempotency-Key came with a different request.",
     422: "`invalid_request`: a field is missing, malformed or out of range; `field` names it.",
-    429: "`rate_limited`: more than 100 requests a second (bursts up to 200) with this key; see Retry-After.",
+    429: "`rate_limited`: more requests a second with this key than the server allows (100 by default, bursts "
+    "up to twice that), or too many failed authentications from this address; see Retry-After.",
 }
 _HEADERS = {
     401: {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}},

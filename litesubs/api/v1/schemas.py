@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from litesubs.models import LedgerEntry
+from litesubs.services.cursors import CURSOR_PATTERN
 from litesubs.services.customer_accounts import CustomerAccount, CustomerPage
 from litesubs.services.holds import DEFAULT_EXPIRES_IN, ID_PREFIX, MAX_EXPIRES_IN, HoldEnding, HoldSummary
 from litesubs.services.ledger import MAX_AMOUNT, MAX_REASON_LENGTH, LedgerResult
@@ -158,7 +159,9 @@ class CustomerDetail(CustomerPublic):
 
 class CustomerList(BaseModel):
     data: list[CustomerPublic] = Field(description="Newest customers first.")
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+    next_cursor: str | None = Field(
+        pattern=CURSOR_PATTERN, description="Pass as `cursor` for the next page; null on the last page."
+    )
 
     @classmethod
     def of(cls, page: CustomerPage) -> CustomerList:
@@ -166,7 +169,9 @@ class CustomerList(BaseModel):
         return cls(data=customers, next_cursor=page.next_cursor)
 
 
-TransactionKind = Literal["purchase", "adjustment", "debit", "credit", "refund", "expiry", "hold", "capture", "release"]
+TransactionKind = Literal[
+    "purchase", "adjustment", "debit", "credit", "refund", "expiry", "hold", "capture", "release", "dispute"
+]
 ActorType = Literal["creator", "api_key", "stripe", "system", "buyer"]
 
 
@@ -219,7 +224,9 @@ class TransactionPublic(BaseModel):
 
 class TransactionList(BaseModel):
     data: list[TransactionPublic] = Field(description="Newest first.")
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+    next_cursor: str | None = Field(
+        pattern=CURSOR_PATTERN, description="Pass as `cursor` for the next page; null on the last page."
+    )
 
 
 def _hold_id(hold_id: int | None) -> str | None:
@@ -249,7 +256,9 @@ class HoldPublic(BaseModel):
 
 class HoldList(BaseModel):
     data: list[HoldPublic] = Field(description="Newest first.")
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+    next_cursor: str | None = Field(
+        pattern=CURSOR_PATTERN, description="Pass as `cursor` for the next page; null on the last page."
+    )
 
 
 class HoldTransaction(TransactionPublic):
