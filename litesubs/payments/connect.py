@@ -230,7 +230,9 @@ def _connected_account_id(creator_id: int, engine: Engine | None) -> str:
 # --- Webhook events -------------------------------------------------------------------------
 
 
-def account_updated_in_session(session: Session, described: Mapping[str, Any], *, now: datetime) -> AccountUpdate:
+def account_updated_in_session(
+    session: Session, described: Mapping[str, Any], *, now: datetime, account: str | None = None
+) -> AccountUpdate:
     """`account.updated`: keep what Stripe now says about a creator's connected account."""
     if _apply(session, described, now=now) is None:
         return AccountUpdate("not_ours")
@@ -251,12 +253,21 @@ def event_is_from_its_account(session: Session, event: Mapping[str, Any]) -> boo
     if thing.get("object") == "account":
         return source is not None and thing.get("id") == source
     purchase = _purchase_of(session, thing)
-    if purchase is not None:
-        return purchase.stripe_account_id == source
-    creator_id = _creator_named_by(session, thing)
-    if creator_id is None:
+    creator_id = None if purchase is not None else _creator_named_by(session, thing)
+    if purchase is None and creator_id is None:
         return True
-    return charge_account_of(session, creator_id) == source
+    return sale_is_on_account(session, purchase=purchase, creator_id=creator_id, account=source)
+
+
+def sale_is_on_account(
+    session: Session, *, purchase: Purchase | None, creator_id: int | None, account: str | None
+) -> bool:
+    """Whether a sale belongs to the Stripe account `account` (None: the instance's own): the purchase's if we
+    recorded it, else the account the creator sells on. Handlers that find a purchase some other way than the
+    gate (`event_is_from_its_account`) ask this once they have it."""
+    if purchase is not None:
+        return purchase.stripe_account_id == account
+    return creator_id is not None and charge_account_of(session, creator_id) == account
 
 
 def _purchase_of(session: Session, thing: Mapping[str, Any]) -> Purchase | None:

@@ -5,6 +5,9 @@ with Stripe's reason), so a buyer cannot spend credits whose money is being pull
 `charge.dispute.closed` with status `won` gives back what the dispute took, into the same lot, unless
 that lot has expired meanwhile. Each event is applied once (see `events`), and a repeated `closed`
 finds nothing left to give back. The creator sees both entries in the customer's ledger.
+
+A dispute finds its purchase by payment intent, as the account gate (`connect.event_is_from_its_account`)
+does, so a dispute from another creator's connected account never reaches these handlers.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from litesubs.services.ledger import Actor, give_back_to_lot, lock_customer, lot
 logger = logging.getLogger(__name__)
 
 
-def open_dispute_in_session(session: Session, dispute: Mapping[str, Any], *, now: datetime) -> FulfilmentResult:
+def open_dispute_in_session(
+    session: Session, dispute: Mapping[str, Any], *, now: datetime, account: str | None = None
+) -> FulfilmentResult:
     """`charge.dispute.created`: take back the remaining credits of the disputed purchase."""
     found = _disputed_lot(session, dispute, now=now)
     if found is None:
@@ -35,7 +40,9 @@ def open_dispute_in_session(session: Session, dispute: Mapping[str, Any], *, now
     return FulfilmentResult("disputed", purchase.id)
 
 
-def close_dispute_in_session(session: Session, dispute: Mapping[str, Any], *, now: datetime) -> FulfilmentResult:
+def close_dispute_in_session(
+    session: Session, dispute: Mapping[str, Any], *, now: datetime, account: str | None = None
+) -> FulfilmentResult:
     """`charge.dispute.closed`: when the creator won, give back what the dispute took; otherwise nothing changes."""
     found = _disputed_lot(session, dispute, now=now)
     if found is None:

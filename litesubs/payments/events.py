@@ -7,7 +7,9 @@ with it, so Stripe's retry is processed rather than swallowed.
 
 Before acting, `connect.event_is_from_its_account` checks the event came from the Stripe account its
 object belongs to (platform mode: the purchase's creator's connected account); otherwise the event
-is recorded and ignored (`other_account`).
+is recorded and ignored (`other_account`). Every handler is given that account (`account`, None for
+the platform's own events): one that asks Stripe about the object asks on it, and one that finds its
+purchase another way than the gate checks it with `connect.sale_is_on_account`.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ def handle_event(event: Mapping[str, Any], *, engine: Engine | None = None, now:
                 "Event %s from account %s is not about that account's sales; ignored", event["id"], event.get("account")
             )
             return "other_account"
-        return handler(session, data_object, now=now).outcome
+        return handler(session, data_object, now=now, account=event.get("account")).outcome
 
 
 def _object_of(event: Mapping[str, Any]) -> Mapping[str, Any]:

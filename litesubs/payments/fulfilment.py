@@ -35,7 +35,7 @@ from sqlmodel import Session, select
 
 from litesubs.db import write_session
 from litesubs.models import CreditLot, Customer, Pack, Purchase, User, utcnow
-from litesubs.payments.connect import charge_account_of, platform_fee
+from litesubs.payments.connect import charge_account_of, platform_fee, sale_is_on_account
 from litesubs.payments.stripe_gateway import checkout_session_of_payment, refund_payment
 from litesubs.services.customers import SUSPENDED, get_or_create_customer_in_session
 from litesubs.services.ledger import Actor, grant_in_session, lock_customer, take_back_lot
@@ -82,8 +82,12 @@ def fulfil_checkout(
         return fulfil_checkout_in_session(session, checkout, now=now or utcnow())
 
 
-def fulfil_checkout_in_session(session: Session, checkout: Mapping[str, Any], *, now: datetime) -> FulfilmentResult:
-    """`fulfil_checkout` in the caller's transaction (the webhook records the event id in the same commit)."""
+def fulfil_checkout_in_session(
+    session: Session, checkout: Mapping[str, Any], *, now: datetime, account: str | None = None
+) -> FulfilmentResult:
+    """`fulfil_checkout` in the caller's transaction (the webhook records the event id in the same commit).
+
+    `account`, the Stripe account of the event (see `events`), is checked by the gate before this runs."""
     if checkout.get("payment_status") != "paid":
         return FulfilmentResult("unpaid")
     order = _order_of(session, checkout)
@@ -126,7 +130,9 @@ def mark_failed(
         return mark_failed_in_session(session, checkout, now=now or utcnow())
 
 
-def mark_failed_in_session(session: Session, checkout: Mapping[str, Any], *, now: datetime) -> FulfilmentResult:
+def mark_failed_in_session(
+    session: Session, checkout: Mapping[str, Any], *, now: datetime, account: str | None = None
+) -> FulfilmentResult:
     """`mark_failed` in the caller's transaction; a purchase already settled keeps its status."""
     purchase = _purchase_of_session(session, checkout["id"], for_update=True)
     if purchase is None:
@@ -148,8 +154,10 @@ def refund_charge(
         return refund_charge_in_session(session, charge, now=now or utcnow())
 
 
-def refund_charge_in_session(session: Session, charge: Mapping[str, Any], *, now: datetime) -> FulfilmentResult:
-    """`refund_charge` in the caller's transaction.
+def refund_charge_in_session(
+    session: Session, charge: Mapping[str, Any], *, now: datetime, account: str | None = None
+) -> FulfilmentResult:
+    """`refund_charge` in the caller's transaction; `account` is the Stripe account the refund happened on.
 
     A partial refund is logged and left alone: which credits it should cost is the creator's
     call, made by hand with an adjustment.
@@ -157,7 +165,7 @@ def refund_charge_in_session(session: Session, charge: Mapping[str, Any], *, now
     payment_intent_id = _id_of(charge.get("payment_intent"))
     purchase = _purchase_of_payment(session, payment_intent_id)
     if purchase is None:
-        return _refund_before_fulfilment(session, charge, payment_intent_id, now=now)
+        return _refund_before_fulfilment(session, charge, payment_intent_id, now=now, account=account)
     if not charge.get("refunded"):
         logger.warning("Charge %s of purchase %s partly refunded; credits unchanged", charge.get("id"), purchase.id)
         return FulfilmentResult("partial_refund", purchase.id)
@@ -181,24 +189,32 @@ def refund_charge_in_session(session: Session, charge: Mapping[str, Any], *, now
 
 
 def _refund_before_fulfilment(
-    session: Session, charge: Mapping[str, Any], payment_intent_id: str | None, *, now: datetime
+    session: Session, charge: Mapping[str, Any], payment_intent_id: str | None, *, now: datetime, account: str | None
 ) -> FulfilmentResult:
     """A refund of a payment we have not fulfilled yet: find its checkout through Stripe, mark it refunded.
 
+    The checkout is looked up on the account the refund happened on, and acted on only if its sale belongs
+    to that account (`connect.sale_is_on_account`): the session's metadata alone could name anyone's pack.
     The purchase (made now if its pending row is missing) becomes `refunded` with no credits, so the
     `checkout.session.completed` still on its way finds it settled and grants nothing.
     """
     checkout = None
     if payment_intent_id is not None and not get_settings().test_mode:
-        checkout = checkout_session_of_payment(payment_intent_id)
+        checkout = checkout_session_of_payment(payment_intent_id, stripe_account=account)
     order = None if checkout is None else _order_of(session, checkout)
     if order is None:
         logger.warning("Refund of charge %s matches no purchase of ours; ignored", charge.get("id"))
         return FulfilmentResult("not_ours")
+    purchase = _purchase_of_session(session, checkout["id"])
+    if not sale_is_on_account(session, purchase=purchase, creator_id=order.pack.creator_id, account=account):
+        logger.warning(
+            "Refund of charge %s on account %s is not that account's sale; ignored", charge.get("id"), account
+        )
+        return FulfilmentResult("other_account")
     customer = _lock_buyer(session, order, now=now)
     purchase = _purchase_of_session(session, checkout["id"])
     if purchase is not None and purchase.status in (PAID, REFUNDED, MISMATCH):  # settled while we looked
-        return refund_charge_in_session(session, charge, now=now)
+        return refund_charge_in_session(session, charge, now=now, account=account)
     purchase = purchase or _new_purchase(session, order, checkout, now=now)
     if not charge.get("refunded"):
         logger.warning("Charge %s of unfulfilled checkout %s partly refunded", charge.get("id"), checkout["id"])
@@ -218,7 +234,9 @@ def _refund_unfulfillable(session: Session, purchase: Purchase, *, reason: str, 
     """
     if purchase.stripe_payment_intent_id is not None and not get_settings().test_mode:
         refund_payment(
-            purchase.stripe_payment_intent_id, idempotency_key=f"litesubs-refund-{purchase.stripe_session_id}"
+            purchase.stripe_payment_intent_id,
+            idempotency_key=f"litesubs-refund-{purchase.stripe_session_id}",
+            stripe_account=purchase.stripe_account_id,
         )
     purchase.refund_reason = reason
     purchase.refunded_at = now

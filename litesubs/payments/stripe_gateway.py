@@ -161,22 +161,23 @@ def verify_event(*, payload: bytes, signature: str | None, settings: Settings | 
     raise InvalidSignature()
 
 
-def checkout_session_of_payment(payment_intent_id: str) -> dict[str, Any] | None:
-    """The Checkout Session that created this PaymentIntent, or None when no session did."""
+def checkout_session_of_payment(payment_intent_id: str, *, stripe_account: str | None = None) -> dict[str, Any] | None:
+    """The Checkout Session on `stripe_account` that created this PaymentIntent, or None when no session did."""
     try:
-        found = stripe_client().v1.checkout.sessions.list({"payment_intent": payment_intent_id, "limit": 1})
+        params = {"payment_intent": payment_intent_id, "limit": 1}
+        found = stripe_client().v1.checkout.sessions.list(params, _on(stripe_account))
     except stripe.StripeError as error:
         raise PaymentUnavailable() from error
     return found.data[0].to_dict() if found.data else None
 
 
-def refund_payment(payment_intent_id: str, *, idempotency_key: str) -> dict[str, Any]:
-    """Refund the whole payment. The same `idempotency_key` never refunds twice: Stripe returns the first refund."""
+def refund_payment(
+    payment_intent_id: str, *, idempotency_key: str, stripe_account: str | None = None
+) -> dict[str, Any]:
+    """Refund the whole payment, on the account it was charged on. The same `idempotency_key` never refunds twice:
+    Stripe returns the first refund."""
+    options: stripe.RequestOptions = {"idempotency_key": idempotency_key, **_on(stripe_account)}
     try:
-        return (
-            stripe_client()
-            .v1.refunds.create({"payment_intent": payment_intent_id}, {"idempotency_key": idempotency_key})
-            .to_dict()
-        )
+        return stripe_client().v1.refunds.create({"payment_intent": payment_intent_id}, options).to_dict()
     except stripe.StripeError as error:
         raise PaymentUnavailable() from error

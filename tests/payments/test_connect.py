@@ -605,3 +605,120 @@ def test_a_paid_session_whose_pending_purchase_is_missing_is_recorded_on_the_cre
 
     purchase = purchase_of(engine, created["id"])
     assert (purchase.status, purchase.stripe_account_id, purchase.platform_fee) == ("paid", account_id, 113)
+
+
+# --- Refunds before fulfilment, automatic refunds and disputes on connected accounts --------
+
+
+def accounts_asked(fake_stripe: FakeStripe, method: str, path: str) -> list[str | None]:
+    """The Stripe-Account header of each request made to `method path` (the fake serves the whole session)."""
+    return [
+        account
+        for (made, to, _params), account in zip(fake_stripe.requests, fake_stripe.request_accounts, strict=True)
+        if (made, to) == (method, path)
+    ]
+
+
+@in_platform_mode
+def test_a_refund_before_fulfilment_is_looked_up_on_the_refunds_account_and_only_its_sale_is_refunded(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str, creator: User, pack: Pack, buyer: User
+) -> None:
+    account_id = ready(engine, fake_stripe, creator)
+    intruder = ready(engine, fake_stripe, create_user(engine, name="Mallory"))
+    session_id = open_checkout(engine, pack, buyer)
+    paid = fake_stripe.complete(session_id)
+    refunded = {**fake_stripe.charge_of(session_id), "refunded": True, "amount_refunded": 900}
+
+    foreign = fake_stripe.event("charge.refunded", refunded, account=intruder)
+    assert deliver(webhook_url, foreign).json()["outcome"] == "not_ours"  # Stripe shows Mallory no such checkout
+    assert accounts_asked(fake_stripe, "GET", "/v1/checkout/sessions")[-1] == intruder
+    assert purchase_of(engine, session_id).status == "pending"
+
+    own = fake_stripe.event("charge.refunded", refunded, account=account_id)
+    assert deliver(webhook_url, own).json()["outcome"] == "refunded"
+    purchase = purchase_of(engine, session_id)
+    assert (purchase.status, purchase.stripe_account_id) == ("refunded", account_id)
+    late = fake_stripe.event("checkout.session.completed", paid, account=account_id)
+    assert deliver(webhook_url, late).json()["outcome"] == "already_fulfilled"
+    assert balance_of(engine, purchase.customer_id) == 0
+    assert lots_of(engine, purchase.customer_id) == []
+    assert_invariants(engine, purchase.customer_id)
+
+
+@in_platform_mode
+def test_a_refund_on_another_account_of_a_checkout_naming_this_creators_pack_changes_nothing(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str, creator: User, pack: Pack, buyer: User
+) -> None:
+    """Mallory makes a session on her own account whose metadata names this creator's pack, then refunds it."""
+    ready(engine, fake_stripe, creator)
+    intruder = ready(engine, fake_stripe, create_user(engine, name="Mallory"))
+    forged = create_checkout_session(
+        product_name=pack.name,
+        product_description="100 credits",
+        amount=pack.price_amount,
+        currency=pack.currency,
+        buyer_id=buyer.id,
+        buyer_email=buyer.email,
+        pack_public_id=pack.public_id,
+        success_url=f"{BASE_URL}/checkout/success",
+        cancel_url=f"{BASE_URL}/",
+        stripe_account=intruder,
+    )
+    fake_stripe.complete(forged["id"])
+    refunded = {**fake_stripe.charge_of(forged["id"]), "refunded": True, "amount_refunded": 900}
+
+    event = fake_stripe.event("charge.refunded", refunded, account=intruder)
+
+    assert deliver(webhook_url, event).json()["outcome"] == "other_account"
+    assert purchase_of(engine, forged["id"]) is None
+    assert customer_of(engine, creator_id=creator.id, buyer_id=buyer.id) is None
+
+
+@in_platform_mode
+def test_a_paid_checkout_that_cannot_be_fulfilled_is_refunded_on_the_creators_account(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str, creator: User, pack: Pack, buyer: User
+) -> None:
+    account_id = ready(engine, fake_stripe, creator)
+    session_id = open_checkout(engine, pack, buyer)
+    paid = fake_stripe.complete(session_id, amount_total=1)
+    event = fake_stripe.event("checkout.session.completed", paid, account=account_id)
+
+    assert deliver(webhook_url, event).json()["outcome"] == "refunded_unfulfillable"
+
+    charge = fake_stripe.charge_of(session_id)
+    assert (charge["refunded"], charge["amount_refunded"]) == (True, 1)
+    assert (account_id, f"litesubs-refund-{session_id}") in fake_stripe.refunds_by_idempotency_key
+    assert accounts_asked(fake_stripe, "POST", "/v1/refunds")[-1] == account_id
+    purchase = purchase_of(engine, session_id)
+    assert (purchase.status, purchase.stripe_account_id) == ("refunded", account_id)
+    assert balance_of(engine, purchase.customer_id) == 0
+
+
+@in_platform_mode
+def test_a_dispute_from_the_creators_account_takes_back_credits_and_from_another_account_does_nothing(
+    engine: Engine, fake_stripe: FakeStripe, webhook_url: str, creator: User, pack: Pack, buyer: User
+) -> None:
+    account_id = ready(engine, fake_stripe, creator)
+    intruder = ready(engine, fake_stripe, create_user(engine, name="Mallory"))
+    session_id = open_checkout(engine, pack, buyer)
+    deliver(webhook_url, completed(fake_stripe, session_id, account_id))
+    customer_id = purchase_of(engine, session_id).customer_id
+    opened, won = fake_stripe.dispute(session_id), fake_stripe.dispute(session_id, status="won")
+
+    for account in (intruder, None):
+        event = fake_stripe.event("charge.dispute.created", opened, account=account)
+        assert deliver(webhook_url, event).json()["outcome"] == "other_account"
+    assert balance_of(engine, customer_id) == 100
+
+    own = fake_stripe.event("charge.dispute.created", opened, account=account_id)
+    assert deliver(webhook_url, own).json()["outcome"] == "disputed"
+    assert balance_of(engine, customer_id) == 0
+
+    foreign_win = fake_stripe.event("charge.dispute.closed", won, account=intruder)
+    assert deliver(webhook_url, foreign_win).json()["outcome"] == "other_account"
+    assert balance_of(engine, customer_id) == 0
+
+    own_win = fake_stripe.event("charge.dispute.closed", won, account=account_id)
+    assert deliver(webhook_url, own_win).json()["outcome"] == "dispute_won"
+    assert balance_of(engine, customer_id) == 100
+    assert_invariants(engine, customer_id)

@@ -253,7 +253,8 @@ def test_a_payment_that_differs_from_the_pack_is_refunded_once_and_grants_nothin
     assert balance_of(engine, purchase.customer_id) == 0
     charge = fake_stripe.charge_of(session_id)
     assert (charge["refunded"], charge["amount_refunded"]) == (True, charge["amount"])
-    refund = fake_stripe.refunds_by_idempotency_key[(None, f"litesubs-refund-{session_id}")]  # a retry gets this one back
+    # a retry gets this one back
+    refund = fake_stripe.refunds_by_idempotency_key[(None, f"litesubs-refund-{session_id}")]
     assert refund["payment_intent"] == purchase.stripe_payment_intent_id
 
     assert fulfil_session_id(buyer_id=buyer.id, session_id=session_id, engine=engine).status == "refunded"
