@@ -175,6 +175,7 @@ class CreditLot(SQLModel, table=True):
         CheckConstraint("remaining >= 0 AND remaining <= granted", name="ck_lot_remaining_in_range"),
         CheckConstraint("source IN ('purchase', 'grant')", name="ck_lot_source"),
         CheckConstraint("(source = 'purchase') = (purchase_id IS NOT NULL)", name="ck_lot_purchase_source"),
+        CheckConstraint("taken_back IN ('refund', 'dispute')", name="ck_lot_taken_back"),
         Index(
             "ix_credit_lot_open",
             "customer_id",
@@ -194,6 +195,9 @@ class CreditLot(SQLModel, table=True):
     remaining: int = Field(sa_column=Column(BigInteger, nullable=False))
     expires_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
+    # Why the lot's credits were taken back (`refund`, or `dispute` until one is won); None while they are the
+    # customer's. Credits a hold gives back to such a lot are taken back at once (`ledger.take_back_returned`).
+    taken_back: str | None = Field(default=None, max_length=16)
 
 
 LEDGER_KINDS = (

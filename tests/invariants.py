@@ -32,6 +32,7 @@ def assert_invariants(engine: Engine, customer_id: int, *, now: datetime | None 
     # 1. balance == sum of (unexpired) lots' remaining == sum of ledger deltas; 0 <= remaining <= granted; balance >= 0
     assert customer.balance >= 0
     assert all(0 <= lot.remaining <= lot.granted for lot in lots.values())
+    assert all(lot.remaining == 0 for lot in lots.values() if lot.taken_back), "a refunded or disputed lot has credits"
     assert customer.balance == sum(lot.remaining for lot in lots.values())
     assert customer.balance == sum(entry.delta for entry in entries)
     active = [hold for hold in holds.values() if hold.status == "active"]

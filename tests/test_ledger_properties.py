@@ -1,9 +1,10 @@
 """Random sequences of ledger operations and clock moves, checked against a tiny model after every step.
 
-Hypothesis drives grants, purchases, debits, adjustments, refunds, holds (placed, captured, released,
-expiring), suspensions, idempotent retries, clock moves, reads and expiry sweeps on one customer. After
-each step the database must hold every invariant of DESIGN.md (`assert_invariants`) and exactly the
-lots, holds and balance of the model, which restates the rules in a few lines of plain Python.
+Hypothesis drives grants, purchases, debits, adjustments, refunds and disputes (opened and won, also of
+lots with credits in active holds), holds (placed, captured, released, expiring), suspensions, idempotent
+retries, clock moves, reads and expiry sweeps on one customer. After each step the database must hold every
+invariant of DESIGN.md (`assert_invariants`) and exactly the lots, holds and balance of the model, which
+restates the rules in a few lines of plain Python.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from litesubs.services.ledger import (
     debit,
     expire_due_credits,
     get_balance,
+    give_back_disputed,
     grant,
     list_entries,
     lock_customer,
@@ -61,6 +63,9 @@ class ModelLot:
     expires_at: datetime | None
     created_at: datetime
     bought: bool
+    granted: int = 0
+    taken_back: str | None = None  # `refund` or `dispute` once its purchase was refunded or (until won) disputed
+    disputed: int = 0  # credits disputes took from it and have not given back
 
 
 @dataclass
@@ -114,12 +119,32 @@ class Model:
         return taken
 
     def end(self, hold: ModelHold, *, captured: int, status: str) -> None:
-        """Keep `captured` of the hold's credits, those of its lots first in spending order; give the rest back."""
+        """Keep `captured` of the hold's credits, those of its lots first in spending order; give the rest back,
+        where what goes back to a refunded or disputed lot is taken back at once."""
         for lot in sorted((self.lots[lot_id] for lot_id in hold.taken), key=self._order):
             kept = min(captured, hold.taken[lot.id])
             captured -= kept
             lot.remaining += hold.taken[lot.id] - kept
+            if lot.taken_back is not None:
+                self.take_back(lot, lot.taken_back)
         hold.status = status
+
+    def take_back(self, lot: ModelLot, kind: str) -> int:
+        """A refund or dispute of the lot's purchase (or credits given back to it after one): all it has left."""
+        had, lot.remaining, lot.taken_back = lot.remaining, 0, kind
+        if kind == "dispute":
+            lot.disputed += had
+        return had
+
+    def win_dispute(self, lot: ModelLot, now: datetime) -> int:
+        """The lot is the customer's again; what disputes took returns unless the lot has expired."""
+        lot.taken_back = None
+        back = min(lot.disputed, lot.granted - lot.remaining)
+        if back <= 0 or (lot.expires_at is not None and lot.expires_at <= now):
+            return 0
+        lot.remaining += back
+        lot.disputed -= back
+        return back
 
 
 def attempt(call: Callable[[], LedgerResult]) -> LedgerResult | DomainError:
@@ -166,7 +191,8 @@ class LedgerMachine(RuleBasedStateMachine):
             assert outcome.balance_after == self.model.balance
 
     def _add_lot(self, result: LedgerResult, amount: int, expires_in: int | None, *, bought: bool = False) -> None:
-        self.model.lots[result.lot_id] = ModelLot(result.lot_id, amount, self._expires_at(expires_in), self.now, bought)
+        expires_at = self._expires_at(expires_in)
+        self.model.lots[result.lot_id] = ModelLot(result.lot_id, amount, expires_at, self.now, bought, granted=amount)
 
     def _expires_at(self, expires_in: int | None) -> datetime | None:
         return None if expires_in is None else self.now + timedelta(seconds=expires_in)
@@ -230,21 +256,37 @@ class LedgerMachine(RuleBasedStateMachine):
         self._expect(outcome, refusal)
 
     @precondition(lambda self: any(lot.bought for lot in self.model.lots.values()))
-    @rule(data=st.data())
-    def refund(self, data: st.DataObject) -> None:
+    @rule(data=st.data(), kind=st.sampled_from(["refund", "dispute"]))
+    def refund(self, data: st.DataObject, kind: str) -> None:
+        """A refund or a dispute of a purchase, whose lot may have credits out in active holds."""
         lot = data.draw(st.sampled_from([lot for lot in self.model.lots.values() if lot.bought]))
         self._touch()
         with write_session(self.engine) as session:
             locked = lock_customer(
                 session, creator_id=self.customer.creator_id, customer_id=self.customer.id, now=self.now
             )
-            result = take_back_lot(session, locked, lot_id=lot.id, actor=STRIPE, now=self.now, reason="refunded")
-        had = lot.remaining
-        lot.remaining = 0
+            result = take_back_lot(session, locked, lot_id=lot.id, actor=STRIPE, now=self.now, reason=kind, kind=kind)
+        had = self.model.take_back(lot, kind)
         if had == 0:
             assert result is None
         else:
-            assert (result.kind, result.delta, result.balance_after) == ("refund", -had, self.model.balance)
+            assert (result.kind, result.delta, result.balance_after) == (kind, -had, self.model.balance)
+
+    @precondition(lambda self: any(lot.taken_back == "dispute" for lot in self.model.lots.values()))
+    @rule(data=st.data())
+    def win_dispute(self, data: st.DataObject) -> None:
+        lot = data.draw(st.sampled_from([lot for lot in self.model.lots.values() if lot.taken_back == "dispute"]))
+        self._touch()
+        with write_session(self.engine) as session:
+            locked = lock_customer(
+                session, creator_id=self.customer.creator_id, customer_id=self.customer.id, now=self.now
+            )
+            result = give_back_disputed(session, locked, lot_id=lot.id, actor=STRIPE, now=self.now, reason="won")
+        back = self.model.win_dispute(lot, self.now)
+        if back == 0:
+            assert result is None
+        else:
+            assert (result.kind, result.delta, result.balance_after) == ("dispute", back, self.model.balance)
 
     @rule(amount=st.integers(min_value=1, max_value=40), expires_in=st.sampled_from([60, 3600, 86_400]), keyed=keys)
     def place_hold(self, amount: int, expires_in: int, keyed: bool) -> None:
@@ -340,7 +382,10 @@ class LedgerMachine(RuleBasedStateMachine):
         again = attempt(lambda: operation(**arguments))
         if isinstance(first, holds.HoldEnding):
             assert again == replace(
-                first, transaction=replace(first.transaction, replayed=True), hold=replace(first.hold, replayed=True)
+                first,
+                transaction=replace(first.transaction, replayed=True),
+                hold=replace(first.hold, replayed=True),
+                replayed=True,
             )
             assert again.replayed
         elif isinstance(first, LedgerResult | holds.HoldSummary):

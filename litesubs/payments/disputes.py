@@ -3,8 +3,12 @@
 `charge.dispute.created` takes back what is left of the purchase's credits (ledger kind `dispute`,
 with Stripe's reason), so a buyer cannot spend credits whose money is being pulled back.
 `charge.dispute.closed` with status `won` gives back what the dispute took, into the same lot, unless
-that lot has expired meanwhile. Each event is applied once (see `events`), and a repeated `closed`
-finds nothing left to give back. The creator sees both entries in the customer's ledger.
+that lot has expired meanwhile. Credits an active hold had out of the lot when the dispute opened stay
+held: a capture spends them (they were reserved before the dispute, like a debit made before it), and
+what the hold gives back is taken at once with another `dispute` entry, so a won dispute returns it too
+(`ledger.take_back_lot`, `ledger.take_back_returned`, `ledger.give_back_disputed`). Each event is
+applied once (see `events`), and a repeated `closed` finds nothing left to give back. The creator sees
+both entries in the customer's ledger.
 
 A dispute finds its purchase by payment intent, as the account gate (`connect.event_is_from_its_account`)
 does, so a dispute from another creator's connected account never reaches these handlers.
@@ -21,7 +25,7 @@ from sqlmodel import Session, select
 
 from litesubs.models import CreditLot, Customer, Purchase
 from litesubs.payments.fulfilment import FulfilmentResult
-from litesubs.services.ledger import Actor, give_back_to_lot, lock_customer, lot_disputed_credits, take_back_lot
+from litesubs.services.ledger import Actor, give_back_disputed, lock_customer, take_back_lot
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +54,8 @@ def close_dispute_in_session(
     purchase, customer, lot_id = found
     if dispute.get("status") != "won":
         return FulfilmentResult("dispute_lost", purchase.id)
-    taken = 0 if lot_id is None else lot_disputed_credits(session, lot_id=lot_id)
-    if taken > 0:
-        give_back_to_lot(
-            session, customer, lot_id=lot_id, amount=taken, actor=_actor(dispute), now=now, reason="Dispute won"
-        )
+    if lot_id is not None:
+        give_back_disputed(session, customer, lot_id=lot_id, actor=_actor(dispute), now=now, reason="Dispute won")
     return FulfilmentResult("dispute_won", purchase.id)
 
 

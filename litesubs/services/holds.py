@@ -10,7 +10,9 @@ The rules (issue 18), on top of the ledger's (`ledger`):
   the rest back: one `capture` entry whose delta is what came back (0 when all was spent). A release gives
   everything back: one `release` entry. Ending an ended hold is `HoldClosed`. Captured credits are the
   ones from the lots first in spending order; the rest goes back to the lots it came from, and what goes
-  back to a lot whose expiry passed meanwhile expires at once (that lot's `expiry` entry).
+  back to a lot whose expiry passed meanwhile expires at once (that lot's `expiry` entry). What goes back to
+  a lot whose purchase was refunded or disputed meanwhile is taken back at once (a `refund` or `dispute`
+  entry, `ledger.take_back_returned`): such credits can be captured, never spent again.
 - A hold not ended by its `expires_at` is released by the system (status `expired`, a `release` entry):
   lazily whenever the ledger next reads or writes the customer (`ledger.expire_due_lots` calls
   `end_due_holds`), and for the whole database by `release_expired` (the worker's sweep, and
@@ -81,6 +83,7 @@ from litesubs.services.ledger import (
     _take_from_lots,
     expire_due_lots,
     lock_customer,
+    take_back_returned,
 )
 
 ACTIVE, CAPTURED, RELEASED, EXPIRED = "active", "captured", "released", "expired"
@@ -483,6 +486,7 @@ def _end(session: Session, customer: Customer, hold: Hold, *, captured: int, sta
     returned = sum(amount for _lot_id, amount, _expires_at in back)
     lot_id = back[0][0] if len(back) == 1 else None
     entry = _record(session, customer, delta=returned, lot_id=lot_id, cause=replace(cause, hold_id=hold.id))
+    take_back_returned(session, customer, lot_ids=[lot_id for lot_id, _amount, _expires_at in back], now=cause.now)
     return HoldEnding(transaction=entry, reason=cause.reason, hold=HoldSummary.of(hold))
 
 
@@ -493,7 +497,8 @@ def _end(session: Session, customer: Customer, hold: Hold, *, captured: int, sta
 # everything committed before the lock was granted, makes every write, the key's outcome included. Each returns
 # its committed result, or a refusal's outcome, or None after changing nothing when the general path must
 # decide: no such customer or hold, a key used before, something due (a lot or hold past its expiry, or a lot
-# of the hold whose expiry passed), a capture larger than the hold, or a hold that ended while this waited.
+# of the hold whose expiry passed), a lot of the hold that was taken back (refunded or disputed), a capture
+# larger than the hold, or a hold that ended while this waited.
 
 
 @dataclass(frozen=True)
@@ -652,7 +657,7 @@ def _end_in_two_statements(engine: Engine, ending: _Ending, *, cause: _Cause) ->
                 "end_created_at_text": cause.now.isoformat(),
             }
         entry = connection.execute(end, parameters).first()
-        if entry is None:  # the hold ended while this waited for the lock
+        if entry is None:  # the hold ended, or one of its lots was taken back, while this waited for the lock
             connection.rollback()
             return None
     transaction = LedgerResult(
@@ -673,9 +678,10 @@ def _end_statements(*, with_key: bool) -> tuple[Select, Select]:
     locked, with the hold's amount, status, reason and times and the soonest expiry of the lots it took from
     (with a key, only when the key was claimed).
 
-    The end, for an active hold (else no row): which of its credits go back (those after the captured ones in
-    spending order), the lots, the hold, balance and held credits, the ledger entry and the key's outcome,
-    returning the entry's id, delta, balance and lot.
+    The end, for an active hold none of whose lots was taken back (else no row; a refund or dispute may have
+    committed while this waited for the lock, and the general path takes such credits back again): which of
+    its credits go back (those after the captured ones in spending order), the lots, the hold, balance and held
+    credits, the ledger entry and the key's outcome, returning the entry's id, delta, balance and lot.
     """
     hold_id = bindparam("end_hold_id")
     soonest = (
@@ -719,9 +725,15 @@ def _end_statements(*, with_key: bool) -> tuple[Select, Select]:
         .where(pieces.c.amount > kept)
         .cte("back")
     )
+    from_taken_back_lot = (
+        select(HeldCredits.lot_id)
+        .join(CreditLot, CreditLot.id == HeldCredits.lot_id)
+        .where(HeldCredits.hold_id == hold_id, CreditLot.taken_back.is_not(None))
+        .exists()
+    )
     ended = (
         update(Hold)
-        .where(Hold.id == hold_id, Hold.status == ACTIVE)
+        .where(Hold.id == hold_id, Hold.status == ACTIVE, ~from_taken_back_lot)
         .values(status=bindparam("end_status"), captured=captured, ended_at=bindparam("entry_created_at"))
         .returning(Hold.id)
         .cte("ended")
@@ -778,7 +790,12 @@ def _end_statements(*, with_key: bool) -> tuple[Select, Select]:
             hold=cast(bindparam("end_hold_json", type_=Text), JSON),
         )
     )
-    remembered = idempotency.REMEMBER.values(outcome=cast(select(outcome).scalar_subquery(), Text)).cte("remembered")
+    # Only when the hold ended: otherwise no row comes back and the caller rolls back, the key's claim with it.
+    remembered = (
+        idempotency.REMEMBER.values(outcome=cast(select(outcome).scalar_subquery(), Text))
+        .where(select(entry.c.id).exists())
+        .cte("remembered")
+    )
     return lock, end.add_cte(remembered)
 
 

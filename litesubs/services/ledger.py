@@ -439,26 +439,58 @@ def take_back_lot(
     kind: str = "refund",
 ) -> LedgerResult | None:
     """Take back what is left of one lot (a refunded or disputed purchase: `kind` `refund` or `dispute`) from a
-    customer locked with `lock_customer`.
+    customer locked with `lock_customer`, and mark the lot taken back: credits of it that an active hold has
+    out now are taken back too when the hold gives them back (`take_back_returned`).
 
     Returns None, recording nothing, when the lot has nothing left.
     """
     lot = _lot_of(session, customer, lot_id)
+    lot.taken_back = kind
+    session.add(lot)
     if lot.remaining == 0:
         return None
     return _empty_lot(session, customer, lot, cause=_Cause(kind, actor, _check_reason(reason), now))
 
 
-def give_back_to_lot(
-    session: Session, customer: Customer, *, lot_id: int, amount: int, actor: Actor, now: datetime, reason: str = ""
+def take_back_returned(session: Session, customer: Customer, *, lot_ids: Iterable[int], now: datetime) -> None:
+    """Take back at once what a hold just gave back to lots whose credits were taken back (refunded or disputed),
+    one entry per lot of the kind that took it (`refund` or `dispute`): a refunded purchase ends holding no
+    credits, as an expired lot does (`expire_due_lots`). The caller has recorded the hold's ending first."""
+    lot_ids = list(lot_ids)
+    if not lot_ids:
+        return
+    lots = session.exec(
+        select(CreditLot)
+        .where(CreditLot.id.in_(lot_ids), CreditLot.taken_back.is_not(None), CreditLot.remaining > 0)
+        .order_by(CreditLot.id)
+        .execution_options(populate_existing=True)
+    ).all()
+    for lot in lots:
+        reason = _TAKEN_BACK_REASONS[lot.taken_back]
+        _empty_lot(session, customer, lot, cause=_Cause(lot.taken_back, SYSTEM, reason, now))
+
+
+_TAKEN_BACK_REASONS = {
+    "refund": "Payment refunded: credits a hold gave back",
+    "dispute": "Payment disputed: credits a hold gave back",
+}
+
+
+def give_back_disputed(
+    session: Session, customer: Customer, *, lot_id: int, actor: Actor, now: datetime, reason: str = ""
 ) -> LedgerResult | None:
-    """Return `amount` credits taken from a lot by a dispute (ledger kind `dispute`), to a customer locked with
-    `lock_customer`. Returns None, recording nothing, when the lot has expired meanwhile: its credits would
-    have expired too.
+    """A won dispute: the lot is the customer's again, and what disputes took from it (`dispute` entries, those
+    of credits a hold gave back during the dispute included) returns to it, for a customer locked with
+    `lock_customer`. Credits a hold captured during the dispute stay spent, as debits made before it do.
+    Returns None, recording nothing, when nothing was taken or the lot has expired meanwhile: its credits
+    would have expired too.
     """
     lot = _lot_of(session, customer, lot_id)
-    amount = min(_check_amount(amount), lot.granted - lot.remaining)
-    if amount == 0 or (lot.expires_at is not None and lot.expires_at <= now):
+    if lot.taken_back == "dispute":
+        lot.taken_back = None
+        session.add(lot)
+    amount = min(_lot_disputed_credits(session, lot_id=lot.id), lot.granted - lot.remaining)
+    if amount <= 0 or (lot.expires_at is not None and lot.expires_at <= now):
         return None
     lot.remaining += amount
     session.add(lot)
@@ -467,7 +499,7 @@ def give_back_to_lot(
     return _record(session, customer, delta=amount, lot_id=lot.id, cause=_Cause("dispute", actor, reason, now))
 
 
-def lot_disputed_credits(session: Session, *, lot_id: int) -> int:
+def _lot_disputed_credits(session: Session, *, lot_id: int) -> int:
     """How many credits disputes took from this lot and have not given back yet."""
     taken = session.exec(
         select(func.coalesce(func.sum(LedgerEntry.delta), 0)).where(
@@ -609,7 +641,8 @@ def _give_back_to_lots(
     session: Session, customer: Customer, credits: Iterable[tuple[int, int, datetime | None]]
 ) -> None:
     """Put credits taken earlier back into their lots: (lot id, credits, the lot's expiry) each. The caller records
-    the change (`_record`), then calls `expire_due_lots`, which expires what went back to a lot whose time passed."""
+    the change (`_record`), then calls `take_back_returned`, which takes back what went back to a refunded or
+    disputed lot, and `expire_due_lots`, which expires what went back to a lot whose time passed."""
     credits = list(credits)
     if not credits:
         return
