@@ -25,6 +25,10 @@ class Settings:
     stripe_webhook_secret: str | None
     stripe_api_base: str | None
     redis_url: str | None
+    # Webhook endpoints may be plain http on this machine (localhost): for tests and `make run`.
+    allow_http_webhooks: bool = False
+    # The app process runs the background worker itself; 0 when `python -m litesubs worker` runs alone.
+    embedded_worker: bool = True
 
     @property
     def test_mode(self) -> bool:
@@ -35,6 +39,17 @@ class Settings:
 def _optional(environ: dict[str, str], name: str) -> str | None:
     value = environ.get(name, "").strip()
     return value or None
+
+
+def _flag(environ: dict[str, str], name: str, *, default: bool) -> bool:
+    value = _optional(environ, name)
+    if value is None:
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be 1 or 0, got {value!r}")
 
 
 def _check_http_url(name: str, value: str) -> str:
@@ -73,6 +88,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         stripe_webhook_secret=stripe_webhook_secret,
         stripe_api_base=_check_http_url("STRIPE_API_BASE", api_base) if api_base else None,
         redis_url=redis_url,
+        allow_http_webhooks=_flag(env, "LITESUBS_ALLOW_HTTP_WEBHOOKS", default=False),
+        embedded_worker=_flag(env, "LITESUBS_EMBEDDED_WORKER", default=True),
     )
 
 
