@@ -22,6 +22,7 @@ from litesubs.state.customers import CustomersState, CustomerState
 from litesubs.state.dashboard import DashboardState
 from litesubs.state.packs import PacksState
 from litesubs.state.session import SessionState
+from litesubs.worker import embedded_worker
 
 settings_or_exit()
 # API requests run in worker threads that mostly wait on PostgreSQL. When a reply arrives, often to a thread
@@ -31,6 +32,7 @@ sys.setswitchinterval(0.0005)
 
 app = rx.App(stylesheets=["/styles.css"], api_transformer=create_api())
 app.register_lifespan_task(migrate_on_start)
+app.register_lifespan_task(embedded_worker)
 
 app.add_page(
     landing, route=routes.LANDING, title="Litesubs — sell prepaid credit packs", on_load=SessionState.load_viewer
