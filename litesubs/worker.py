@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import signal
 import threading
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO
@@ -99,6 +100,7 @@ class _Turns:
             handle.close()
             return False
         self._file = handle
+        logger.info("This worker delivers for %s; other workers of this database wait", self._path.stem)
         return True
 
 
@@ -110,11 +112,13 @@ def _lock_path(engine: Engine) -> Path | None:
 
 
 def run_forever() -> None:
-    """`python -m litesubs worker`: work until interrupted."""
+    """`python -m litesubs worker`: work until SIGINT or SIGTERM, finishing the round under way."""
     worker = Worker()
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, lambda _signal, _frame: worker.stop())
     logger.info("Litesubs worker started")
-    with suppress(KeyboardInterrupt):
-        worker.run()
+    worker.run()
+    logger.info("Litesubs worker stopped")
 
 
 @asynccontextmanager
