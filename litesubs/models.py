@@ -331,7 +331,7 @@ class OutboxMessage(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     kind: str = Field(max_length=16)
-    webhook_event_id: int | None = Field(default=None, sa_column=_fk("webhook_event.id", nullable=True))
+    webhook_event_id: int | None = Field(default=None, sa_column=_fk("webhook_event.id", nullable=True, index=False))
     webhook_endpoint_id: int | None = Field(
         default=None, sa_column=_fk("webhook_endpoint.id", nullable=True, index=False)
     )

@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 # Who delivers each kind of outbox message.
 DELIVERERS: dict[str, outbox.Deliverer] = {webhooks.WEBHOOK_KIND: WebhookDeliverer()}
 IDLE_POLL_SECONDS = 0.3  # an event reaches its receiver well within a second
+ERROR_PAUSE_SECONDS = 5
 EXPIRY_SWEEP_EVERY = timedelta(minutes=1)
 
 
@@ -59,11 +60,11 @@ class Worker:
         with _Turns(self.engine, self._stopping) as turns:
             for _ in turns:
                 try:
-                    busy = self.run_once() > 0
+                    pause = 0 if self.run_once() else IDLE_POLL_SECONDS
                 except Exception:
-                    logger.exception("Worker round failed; trying again shortly")
-                    busy = False
-                if not busy and self._stopping.wait(IDLE_POLL_SECONDS):
+                    logger.exception("Worker round failed (is the database up?); trying again in 5 s")
+                    pause = ERROR_PAUSE_SECONDS
+                if pause and self._stopping.wait(pause):
                     return
 
     def stop(self) -> None:

@@ -94,12 +94,10 @@ def upgrade() -> None:
             sqlite_where=sa.text("status = 'pending'"),
         )
         batch_op.create_index("ix_outbox_endpoint", ["webhook_endpoint_id", "id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_outbox_message_webhook_event_id"), ["webhook_event_id"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("outbox_message", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_outbox_message_webhook_event_id"))
         batch_op.drop_index("ix_outbox_endpoint")
         batch_op.drop_index(
             "ix_outbox_due", postgresql_where=sa.text("status = 'pending'"), sqlite_where=sa.text("status = 'pending'")
