@@ -60,8 +60,8 @@ def subscribed_creator(engine: Engine, receiver: Receiver) -> tuple[int, int]:
 
 def event_ids(engine: Engine, creator_id: int) -> list[str]:
     with Session(engine) as session:
-        statement = select(WebhookEvent.public_id).where(WebhookEvent.creator_id == creator_id)
-        return list(session.exec(statement.order_by(WebhookEvent.id)))
+        statement = select(WebhookEvent.id).where(WebhookEvent.creator_id == creator_id)
+        return [f"evt_{event_id}" for event_id in session.exec(statement.order_by(WebhookEvent.id))]
 
 
 def statuses(engine: Engine) -> Counter[str]:

@@ -42,14 +42,12 @@ def upgrade() -> None:
     op.create_table(
         "webhook_event",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("public_id", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
         sa.Column("creator_id", sa.Integer(), nullable=False),
         sa.Column("type", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
         sa.Column("data", sa.Text(), nullable=False),
         sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(["creator_id"], ["user.id"], ondelete="RESTRICT"),
         sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("public_id"),
     )
     with op.batch_alter_table("webhook_event", schema=None) as batch_op:
         batch_op.create_index("ix_webhook_event_creator", ["creator_id", "id"], unique=False)

@@ -712,8 +712,6 @@ def _debit_in_two_statements(debit: _Debit) -> dict[str, Any] | None:
         parameters["debit_created_at_text"] = cause.now.isoformat()
         watch = webhooks.Watch.of(customer)
         spend = _debit_statements(with_key=key is not None, with_event=watch.sends_debits)[1]
-        if watch.sends_debits:
-            parameters |= webhooks.debited_event_parameters()
         entry_id, lot_id = connection.execute(spend, parameters).one()
         webhooks.credits_changed(connection, [(entry_id, fields)], watch=watch.with_debits_recorded())
     result = LedgerResult(entry_id, customer_id, cause.kind, -amount, balance_after, lot_id, cause.now)

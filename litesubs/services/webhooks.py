@@ -268,7 +268,7 @@ def list_deliveries(
     with read_session(engine) as session:
         _own_endpoint(session, creator_id, endpoint_id, lock=False)
         rows = session.exec(
-            select(OutboxMessage, WebhookEvent.public_id, WebhookEvent.type)
+            select(OutboxMessage, WebhookEvent.type)
             .join(WebhookEvent, WebhookEvent.id == OutboxMessage.webhook_event_id)
             .where(OutboxMessage.webhook_endpoint_id == endpoint_id)
             .order_by(OutboxMessage.id.desc())
@@ -277,7 +277,7 @@ def list_deliveries(
     return [
         DeliverySummary(
             id=message.id,
-            event_id=public_id,
+            event_id=f"evt_{message.webhook_event_id}",
             event_type=event_type,
             status=message.status,
             attempts=message.attempts,
@@ -288,7 +288,7 @@ def list_deliveries(
             last_error=message.last_error,
             next_attempt_at=message.next_attempt_at if message.status == outbox.PENDING else None,
         )
-        for message, public_id, event_type in rows
+        for message, event_type in rows
     ]
 
 
@@ -476,7 +476,6 @@ def _email_of(session: Session, user_id: int) -> str | None:
 
 def _event_row(creator_id: int, event_type: str, data: Mapping[str, Any], *, now: datetime) -> dict[str, Any]:
     return {
-        "public_id": _new_public_id(),
         "creator_id": creator_id,
         "type": event_type,
         "data": json.dumps(data, separators=(",", ":")),
@@ -492,7 +491,7 @@ def debited_event_ctes(entry: CTE, values: Mapping[str, ColumnElement[Any]]) -> 
     """For the debit's hot path on PostgreSQL: its `credits.debited` event and deliveries inside its own statement.
 
     `entry` is the CTE inserting the ledger entry (returning its id, customer, delta and balance);
-    `values` the entry's columns as the statement binds them. Needs `debited_event_parameters()`.
+    `values` the entry's columns as the statement binds them.
     """
     data = func.json_build_object(
         *_pairs(
@@ -509,9 +508,8 @@ def debited_event_ctes(entry: CTE, values: Mapping[str, ColumnElement[Any]]) -> 
     event = (
         insert(WebhookEvent)
         .from_select(
-            ["public_id", "creator_id", "type", "data", "created_at"],
+            ["creator_id", "type", "data", "created_at"],
             select(
-                bindparam("debited_event_public_id", type_=String),
                 cast(values["creator_id"], Integer),
                 literal("credits.debited", String),
                 cast(data, Text),
@@ -525,20 +523,12 @@ def debited_event_ctes(entry: CTE, values: Mapping[str, ColumnElement[Any]]) -> 
     return event, deliveries
 
 
-def debited_event_parameters() -> dict[str, str]:
-    return {"debited_event_public_id": _new_public_id()}
-
-
 def _pairs(**fields: ColumnElement[Any]) -> list[ColumnElement[Any]]:
     """Name, value, name, value ... for `json_build_object`."""
     return [part for name, value in fields.items() for part in (literal(name, Text), value)]
 
 
-def _new_public_id() -> str:
-    return "evt_" + secrets.token_hex(12)
-
-
-_INSERT_EVENTS = insert(WebhookEvent)
+_INSERT_EVENTS = insert(WebhookEvent).returning(WebhookEvent.id, sort_by_parameter_order=True)
 _FAN_OUT_COLUMNS = [
     "kind",
     "webhook_event_id",
@@ -576,14 +566,14 @@ def _deliveries_of(events: Any) -> Select:
 
 _FAN_OUT = insert(OutboxMessage).from_select(
     _FAN_OUT_COLUMNS,
-    _deliveries_of(WebhookEvent.__table__.c).where(WebhookEvent.public_id.in_(bindparam("public_ids", expanding=True))),
+    _deliveries_of(WebhookEvent.__table__.c).where(WebhookEvent.id.in_(bindparam("event_ids", expanding=True))),
 )
 
 
 def _write_events(connection: Connection, events: list[dict[str, Any]]) -> None:
     """Insert the events and their deliveries: two statements, whatever their number."""
-    connection.execute(_INSERT_EVENTS, events)
-    connection.execute(_FAN_OUT, {"public_ids": [event["public_id"] for event in events]})
+    event_ids = connection.execute(_INSERT_EVENTS, events).scalars().all()
+    connection.execute(_FAN_OUT, {"event_ids": event_ids})
 
 
 def _deliver_to(session: Session, *, event_id: int, endpoint_id: int, now: datetime) -> None:
