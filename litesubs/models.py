@@ -316,7 +316,15 @@ class WebhookEvent(SQLModel, table=True):
     __tablename__ = "webhook_event"
     __table_args__ = (
         Index("ix_webhook_event_creator", "creator_id", "id"),
-        Index("ix_webhook_event_creator_type", "creator_id", "type", "id"),
+        # For listing one type; debits, the many, are listed by the index above and skip this one.
+        Index(
+            "ix_webhook_event_creator_type",
+            "creator_id",
+            "type",
+            "id",
+            postgresql_where=text("type <> 'credits.debited'"),
+            sqlite_where=text("type <> 'credits.debited'"),
+        ),
         Index(
             "ix_webhook_event_undispatched",
             "id",

@@ -53,7 +53,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("webhook_event", schema=None) as batch_op:
         batch_op.create_index("ix_webhook_event_creator", ["creator_id", "id"], unique=False)
-        batch_op.create_index("ix_webhook_event_creator_type", ["creator_id", "type", "id"], unique=False)
+        batch_op.create_index(
+            "ix_webhook_event_creator_type",
+            ["creator_id", "type", "id"],
+            unique=False,
+            postgresql_where=sa.text("type <> 'credits.debited'"),
+            sqlite_where=sa.text("type <> 'credits.debited'"),
+        )
         batch_op.create_index(
             "ix_webhook_event_undispatched",
             ["id"],

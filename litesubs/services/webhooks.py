@@ -40,6 +40,7 @@ from sqlalchemy import (
     exists,
     insert,
     literal,
+    text,
     update,
 )
 from sqlmodel import Session, delete, select
@@ -634,6 +635,8 @@ def list_events(
     statement = select(WebhookEvent).where(WebhookEvent.creator_id == creator_id)
     if event_type is not None:
         statement = statement.where(WebhookEvent.type == event_type)
+        if event_type != "credits.debited":  # the very condition of the index of the other types, so it is used
+            statement = statement.where(text("webhook_event.type <> 'credits.debited'"))
     if cursor is not None:
         statement = statement.where(WebhookEvent.id < decode_cursor(cursor))
     statement = statement.order_by(WebhookEvent.id.desc()).limit(limit + 1)
