@@ -10,7 +10,10 @@ A, B, A, B, ... and each figure is the median of its runs.
    (read from /proc), per debit. On a machine whose cores the app and the database share, throughput
    is the inverse of this cost, and unlike throughput it hardly moves when other work competes for
    the cores (the machine this was written on is shared).
-2. Debits a second from N threads for a few seconds (coalescing included), which a busy machine skews.
+2. The same through the HTTP API (`POST /api/v1/customers/{id}/debit`, Granian serving our FastAPI app in
+   this process, one client): CPU of this process (server and client) and of every PostgreSQL backend of
+   the database, per request. This is what the API debit benchmark spends per request.
+3. Debits a second from N threads for a few seconds (coalescing included), which a busy machine skews.
 
 Delivery itself is the worker's, not the debit's: measured apart, as deliveries a second of one
 worker to a local receiver.
@@ -29,16 +32,20 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 from sqlalchemy import Engine, create_engine, func, text
 from sqlmodel import Session, select
 
 from bench.api import STARTING_CREDITS
 from bench.databases import bench_database
-from litesubs.db import make_engine
+from litesubs.db import get_engine, make_engine
 from litesubs.models import OutboxMessage, User, WebhookEvent
 from litesubs.services import ledger, outbox, webhooks
+from litesubs.services.api_keys import create_key
 from litesubs.services.customers import get_or_create_customer
 from litesubs.services.webhook_delivery import WebhookDeliverer
+from litesubs.settings import get_settings
+from tests.api_server import serve_api
 
 CUSTOMERS = 1000
 THREADS = (1, 8, 32)
@@ -77,6 +84,37 @@ def cpu_per_debit(engine: Engine, creator_id: int, pick: Callable[[], int], *, c
         )
     spent = (time.process_time() - before[0]) + (_backend_cpu(backend) - before[1])
     return spent / count * 1e6
+
+
+def api_cpu_per_debit(
+    base_url: str, secrets_: list[str], engine: Engine, customer_ids: list[int], *, count: int
+) -> float:
+    """Microseconds of CPU (this process: server and client; all the database's backends) per API debit."""
+    backends = _database_backends(engine)
+    before = time.process_time(), sum(_backend_cpu(pid) for pid in backends)
+    with httpx.Client(base_url=f"{base_url}/api/v1", timeout=30) as client:
+        for number in range(count):
+            response = client.post(
+                f"/customers/{customer_ids[number % len(customer_ids)]}/debit",
+                json={"amount": 1},
+                headers={
+                    "Authorization": f"Bearer {secrets_[number % len(secrets_)]}",
+                    "Idempotency-Key": secrets.token_hex(12),
+                },
+            )
+            assert response.status_code == 200, response.text
+    assert _database_backends(engine) == backends, "the pool grew during the measurement"
+    spent = (time.process_time() - before[0]) + (sum(_backend_cpu(pid) for pid in backends) - before[1])
+    return spent / count * 1e6
+
+
+def _database_backends(engine: Engine) -> set[int]:
+    with engine.connect() as connection:
+        return set(
+            connection.execute(
+                text("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            ).scalars()
+        )
 
 
 def _backend_cpu(pid: int) -> float:
@@ -156,6 +194,25 @@ def main() -> None:
             off, on = statistics.median(costs[False]), statistics.median(costs[True])
             print(f"| {name} | {off:,.0f} | {on:,.0f} | {100 * (on - off) / off:+.1f} % |")
         single.dispose()
+        print()
+        keys = [create_key(creator_id=creator_id, name=f"bench {n}", engine=engine)[1] for n in range(16)]
+        os.environ["DATABASE_URL"] = database_url
+        get_settings.cache_clear()
+        get_engine.cache_clear()
+        with serve_api() as base_url:
+            api_cpu_per_debit(base_url, keys, engine, ids, count=200)  # warm up: connections, caches
+            print("| API debit, 1,000 customers | no endpoint, CPU µs per request | subscribed, CPU µs | change |")
+            print("|---|---|---|---|")
+            costs = {False: [], True: []}
+            for _ in range(args.rounds * 2):
+                for subscribed in (False, True):
+                    webhooks.set_enabled(
+                        creator_id=creator_id, endpoint_id=endpoint.id, enabled=subscribed, engine=engine
+                    )
+                    costs[subscribed].append(api_cpu_per_debit(base_url, keys, engine, ids, count=args.debits))
+            off, on = statistics.median(costs[False]), statistics.median(costs[True])
+            print(f"| one client | {off:,.0f} | {on:,.0f} | {100 * (on - off) / off:+.1f} % |")
+        get_engine().dispose()
         print()
         print("| load | threads | no endpoint, debits/s | credits.debited subscribed, debits/s | change |")
         print("|---|---|---|---|---|")

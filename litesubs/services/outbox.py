@@ -2,8 +2,10 @@
 
 The rules, from DESIGN.md ("Outbound"):
 
-- A message is written in the same transaction as the change it reports, so a crash never loses
-  one and a change that rolled back never sends one. No request waits on its delivery.
+- A message is written in the same transaction as the change it reports (or, for webhooks, the
+  event it comes from is, and the worker dispatches it into messages: `webhooks.dispatch_events`),
+  so a crash never loses one and a change that rolled back never sends one. No request waits on
+  its delivery. An email is `enqueue`d in its change's transaction.
 - The worker (`litesubs.worker`) claims due messages and hands each to the deliverer of its `kind`
   (the worker's `DELIVERERS`: a webhook's, an email's). Claiming sets a lease: a claimed message is
   not claimed again until the lease ends, so a worker that dies mid-delivery (killed, say) leaves it

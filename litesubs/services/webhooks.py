@@ -40,6 +40,7 @@ from sqlalchemy import (
     exists,
     insert,
     literal,
+    not_,
     text,
     update,
 )
@@ -567,9 +568,8 @@ def dispatch_events(*, limit: int = DISPATCH_BATCH, engine: Engine | None = None
     so each event is dispatched once. The deliveries and the mark are one transaction.
     """
     engine = engine or get_engine()
-    undispatched = (
-        select(WebhookEvent.id).where(WebhookEvent.dispatched.is_(False)).order_by(WebhookEvent.id).limit(limit)
-    )
+    # `NOT dispatched`, as the partial index says it (PostgreSQL does not match `dispatched IS false` to it).
+    undispatched = select(WebhookEvent.id).where(not_(WebhookEvent.dispatched)).order_by(WebhookEvent.id).limit(limit)
     with read_session(engine) as session:  # most polls find nothing: they take no lock
         if session.exec(undispatched.limit(1)).first() is None:
             return 0
