@@ -29,22 +29,24 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
-from sqlalchemy import Engine, create_engine, func, text
+from sqlalchemy import Engine, create_engine, func, not_, text
 from sqlmodel import Session, select
 
 from bench.api import STARTING_CREDITS
 from bench.databases import bench_database
 from litesubs.db import get_engine, make_engine
 from litesubs.models import OutboxMessage, User, WebhookEvent
-from litesubs.services import ledger, outbox, webhooks
+from litesubs.services import ledger, webhooks
 from litesubs.services.api_keys import create_key
 from litesubs.services.customers import get_or_create_customer
 from litesubs.services.webhook_delivery import WebhookDeliverer
 from litesubs.settings import get_settings
+from litesubs.worker import Worker
 from tests.api_server import serve_api
 
 CUSTOMERS = 1000
@@ -87,7 +89,7 @@ def cpu_per_debit(engine: Engine, creator_id: int, pick: Callable[[], int], *, c
 
 
 def api_cpu_per_debit(
-    base_url: str, secrets_: list[str], engine: Engine, customer_ids: list[int], *, count: int
+    base_url: str, secrets_: list[str], engine: Engine, customer_ids: list[int], *, count: int, check_pool: bool = True
 ) -> float:
     """Microseconds of CPU (this process: server and client; all the database's backends) per API debit."""
     backends = _database_backends(engine)
@@ -103,7 +105,7 @@ def api_cpu_per_debit(
                 },
             )
             assert response.status_code == 200, response.text
-    assert _database_backends(engine) == backends, "the pool grew during the measurement"
+    assert not check_pool or _database_backends(engine) == backends, "the pool grew during the measurement"
     spent = (time.process_time() - before[0]) + (sum(_backend_cpu(pid) for pid in backends) - before[1])
     return spent / count * 1e6
 
@@ -162,11 +164,102 @@ class _Ok(BaseHTTPRequestHandler):
         pass
 
 
+PARTS = ("cpu", "api", "threads", "delivery")
+
+
+@dataclass(frozen=True)
+class World:
+    engine: Engine
+    database_url: str
+    creator_id: int
+    customer_ids: list[int]
+    endpoint_id: int
+
+    def subscribe(self, subscribed: bool) -> None:
+        webhooks.set_enabled(
+            creator_id=self.creator_id, endpoint_id=self.endpoint_id, enabled=subscribed, engine=self.engine
+        )
+
+    def loads(self) -> dict[str, Callable[[], int]]:
+        ids = self.customer_ids
+        return {"1,000 customers": lambda: ids[secrets.randbelow(len(ids))], "one hot customer": lambda: ids[0]}
+
+
+def a_b(world: World, rounds: int, measure: Callable[[], float]) -> tuple[float, float, str]:
+    """Medians of `measure` without (A) and with (B) the subscription, runs alternating; and the change."""
+    runs: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(rounds):
+        for subscribed in (False, True):
+            world.subscribe(subscribed)
+            runs[subscribed].append(measure())
+    off, on = statistics.median(runs[False]), statistics.median(runs[True])
+    return off, on, f"{100 * (on - off) / off:+.1f} %"
+
+
+def cpu_part(world: World, args: argparse.Namespace) -> None:
+    # One connection, so that one backend does all the database's work.
+    single = create_engine(world.engine.url, pool_size=1, max_overflow=0, connect_args={"options": "-c timezone=UTC"})
+    print("| load | no endpoint, CPU µs per debit | credits.debited subscribed, CPU µs per debit | change |")
+    print("|---|---|---|---|")
+    for name, pick in world.loads().items():
+        measure = lambda pick=pick: cpu_per_debit(single, world.creator_id, pick, count=args.debits)  # noqa: E731
+        off, on, change = a_b(world, args.rounds * 2, measure)
+        print(f"| {name} | {off:,.0f} | {on:,.0f} | {change} |")
+    single.dispose()
+    print()
+
+
+def api_part(world: World, args: argparse.Namespace) -> None:
+    keys = [create_key(creator_id=world.creator_id, name=f"bench {n}", engine=world.engine)[1] for n in range(16)]
+    os.environ["DATABASE_URL"] = world.database_url
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+    with serve_api() as base_url:
+        api_cpu_per_debit(base_url, keys, world.engine, world.customer_ids, count=200, check_pool=False)  # warm up
+        measure = lambda: api_cpu_per_debit(base_url, keys, world.engine, world.customer_ids, count=args.debits)  # noqa: E731
+        off, on, change = a_b(world, args.rounds * 2, measure)
+    get_engine().dispose()
+    print("| API debit, 1,000 customers, one client | no endpoint, CPU µs per request | subscribed | change |")
+    print("|---|---|---|---|")
+    print(f"| CPU of server, client and PostgreSQL | {off:,.0f} | {on:,.0f} | {change} |")
+    print()
+
+
+def threads_part(world: World, args: argparse.Namespace) -> None:
+    print("| load | threads | no endpoint, debits/s | credits.debited subscribed, debits/s | change |")
+    print("|---|---|---|---|---|")
+    for threads in THREADS:
+        for name, pick in world.loads().items():
+            measure = lambda pick=pick, threads=threads: debits_per_second(  # noqa: E731
+                world.engine, world.creator_id, pick, threads=threads, seconds=args.seconds
+            )
+            off, on, change = a_b(world, args.rounds, measure)
+            print(f"| {name} | {threads} | {off:,.0f} | {on:,.0f} | {change} |")
+    print()
+
+
+def delivery_part(world: World, _args: argparse.Namespace) -> None:
+    """Debits for a while, then one worker dispatching and delivering them to a local receiver."""
+    world.subscribe(True)
+    debits_per_second(world.engine, world.creator_id, world.loads()["1,000 customers"], threads=8, seconds=5)
+    with Session(world.engine) as session:
+        events = session.exec(select(func.count()).where(not_(WebhookEvent.dispatched))).one()
+    worker = Worker(world.engine, deliverers={webhooks.WEBHOOK_KIND: WebhookDeliverer(allow_local=True)})
+    started = time.monotonic()
+    while time.monotonic() - started < 10 and worker.run_once():
+        pass
+    elapsed = time.monotonic() - started
+    with Session(world.engine) as session:
+        delivered = session.exec(select(func.count()).where(OutboxMessage.status == "delivered")).one()
+    print(f"{events:,} events waiting; one worker delivered {delivered / elapsed:,.0f} webhooks a second.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.webhooks")
-    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--seconds", type=float, default=5, help="duration of each throughput run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--debits", type=int, default=1000, help="debits per CPU measurement")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
     args = parser.parse_args()
     sys.setswitchinterval(0.0005)  # as the app server sets it (litesubs/litesubs.py)
     receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
@@ -178,73 +271,10 @@ def main() -> None:
         endpoint = webhooks.create_endpoint(
             creator_id=creator_id, url=url, event_types=["credits.debited"], allow_local=True, engine=engine
         )
-        loads = {"1,000 customers": lambda: ids[secrets.randbelow(len(ids))], "one hot customer": lambda: ids[0]}
-        # One connection, so that one backend does all the database's work of the single-thread runs.
-        single = create_engine(engine.url, pool_size=1, max_overflow=0, connect_args={"options": "-c timezone=UTC"})
-        print("| load | no endpoint, CPU µs per debit | credits.debited subscribed, CPU µs per debit | change |")
-        print("|---|---|---|---|")
-        for name, pick in loads.items():
-            costs: dict[bool, list[float]] = {False: [], True: []}
-            for _ in range(args.rounds * 2):
-                for subscribed in (False, True):
-                    webhooks.set_enabled(
-                        creator_id=creator_id, endpoint_id=endpoint.id, enabled=subscribed, engine=engine
-                    )
-                    costs[subscribed].append(cpu_per_debit(single, creator_id, pick, count=args.debits))
-            off, on = statistics.median(costs[False]), statistics.median(costs[True])
-            print(f"| {name} | {off:,.0f} | {on:,.0f} | {100 * (on - off) / off:+.1f} % |")
-        single.dispose()
-        print()
-        keys = [create_key(creator_id=creator_id, name=f"bench {n}", engine=engine)[1] for n in range(16)]
-        os.environ["DATABASE_URL"] = database_url
-        get_settings.cache_clear()
-        get_engine.cache_clear()
-        with serve_api() as base_url:
-            api_cpu_per_debit(base_url, keys, engine, ids, count=200)  # warm up: connections, caches
-            print("| API debit, 1,000 customers | no endpoint, CPU µs per request | subscribed, CPU µs | change |")
-            print("|---|---|---|---|")
-            costs = {False: [], True: []}
-            for _ in range(args.rounds * 2):
-                for subscribed in (False, True):
-                    webhooks.set_enabled(
-                        creator_id=creator_id, endpoint_id=endpoint.id, enabled=subscribed, engine=engine
-                    )
-                    costs[subscribed].append(api_cpu_per_debit(base_url, keys, engine, ids, count=args.debits))
-            off, on = statistics.median(costs[False]), statistics.median(costs[True])
-            print(f"| one client | {off:,.0f} | {on:,.0f} | {100 * (on - off) / off:+.1f} % |")
-        get_engine().dispose()
-        print()
-        print("| load | threads | no endpoint, debits/s | credits.debited subscribed, debits/s | change |")
-        print("|---|---|---|---|---|")
-        for threads in THREADS:
-            for name, pick in loads.items():
-                runs: dict[bool, list[float]] = {False: [], True: []}
-                for _ in range(args.rounds):
-                    for subscribed in (False, True):
-                        webhooks.set_enabled(
-                            creator_id=creator_id, endpoint_id=endpoint.id, enabled=subscribed, engine=engine
-                        )
-                        rate = debits_per_second(engine, creator_id, pick, threads=threads, seconds=args.seconds)
-                        runs[subscribed].append(rate)
-                off, on = statistics.median(runs[False]), statistics.median(runs[True])
-                print(f"| {name} | {threads} | {off:,.0f} | {on:,.0f} | {100 * (on - off) / off:+.1f} % |")
-        with Session(engine) as session:
-            events = session.exec(select(func.count()).select_from(WebhookEvent)).one()
-            pending = session.exec(select(func.count()).where(OutboxMessage.status == "pending")).one()
-        print(f"\n{events:,} events written; delivering {pending:,} pending deliveries with one worker ...")
-        webhooks.set_enabled(creator_id=creator_id, endpoint_id=endpoint.id, enabled=True, engine=engine)
-        with Session(engine) as session:  # re-enabling cancelled nothing new: queue them again for delivery
-            session.exec(
-                OutboxMessage.__table__.update()
-                .where(OutboxMessage.status == "cancelled")
-                .values(status="pending", last_error=None)
-            )
-            session.commit()
-        deliverers = {webhooks.WEBHOOK_KIND: WebhookDeliverer(allow_local=True)}
-        started, delivered = time.monotonic(), 0
-        while time.monotonic() - started < 10 and (made := outbox.deliver_due(deliverers, engine=engine)):
-            delivered += made
-        print(f"One worker delivered {delivered / (time.monotonic() - started):,.0f} webhooks a second.")
+        world = World(engine, database_url, creator_id, ids, endpoint.id)
+        parts = {"cpu": cpu_part, "api": api_part, "threads": threads_part, "delivery": delivery_part}
+        for name in args.parts.split(","):
+            parts[name](world, args)
         engine.dispose()
     receiver.shutdown()
 

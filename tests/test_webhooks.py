@@ -40,13 +40,16 @@ def receiver() -> Iterator[Receiver]:
         yield receiver
 
 
-def deliver(engine: Engine, *, now: datetime | None = None, deliverers: dict = LOCAL) -> int:
-    """Dispatch new events, then run the outbox until nothing is due at `now`; how many attempts were made."""
-    webhooks.dispatch_events(engine=engine)
-    attempts = 0
-    while made := outbox.deliver_due(deliverers, now=now, engine=engine):
-        attempts += made
-    return attempts
+def deliver(engine: Engine, *, now: datetime | None = None, deliverers: dict = LOCAL) -> None:
+    """As the worker does: dispatch new events, then run the outbox until nothing is due at `now`.
+
+    The database is shared with other tests, whose events and deliveries this handles too: tests look
+    at their own receiver and deliveries, not at how much was done.
+    """
+    while webhooks.dispatch_events(engine=engine):
+        pass
+    while outbox.deliver_due(deliverers, now=now, engine=engine):
+        pass
 
 
 def endpoint_for(engine: Engine, creator: User, receiver: Receiver, **options: object) -> WebhookEndpoint:
@@ -144,9 +147,10 @@ def test_every_event_type_is_produced_by_its_real_cause_and_arrives_signed(engin
         "purchase.refunded",
     ]
     assert [event.type for event in events_of(engine, creator)] == expected
-    assert deliver(engine, now=now + timedelta(hours=3)) == len(expected)  # the expiry happened 2 h ahead
+    deliver(engine, now=now + timedelta(hours=3))  # the expiry happened 2 h ahead
+    assert len(receiver.received) == len(expected)
     webhooks.send_test_event(creator_id=creator.id, endpoint_id=endpoint.id, engine=engine)
-    assert deliver(engine) == 1
+    deliver(engine)
     expected.append("webhook.test")
     assert set(expected) == set(webhooks.ALL_EVENT_TYPES)
     assert len(receiver.received) == len(expected)
@@ -238,7 +242,7 @@ def test_a_change_that_rolls_back_or_is_refused_sends_nothing(engine: Engine, re
     with pytest.raises(RuntimeError):
         grant_then_fail()
     assert events_of(engine, creator) == []
-    assert deliver(engine) == 0
+    deliver(engine)
     assert receiver.received == []
 
 
@@ -251,15 +255,17 @@ def test_a_receiver_answering_500_gets_the_same_webhook_id_again(engine: Engine,
     a_customer(engine, creator, credits=5)
     receiver.answer(500, body=b"database down")
     start = utcnow()
-    assert deliver(engine, now=start) == 1
+    deliver(engine, now=start)
     [message] = messages_of(engine, endpoint)
     assert message.status == "pending"
     assert message.attempts == 1
     assert message.last_status_code == 500
     assert message.last_response == "database down"
     assert timedelta(seconds=4.5) <= message.next_attempt_at - start <= timedelta(seconds=5.5)
-    assert deliver(engine, now=start + timedelta(seconds=4)) == 0  # not due yet
-    assert deliver(engine, now=start + timedelta(seconds=6)) == 1
+    deliver(engine, now=start + timedelta(seconds=4))
+    assert len(receiver.received) == 1  # not due yet
+    deliver(engine, now=start + timedelta(seconds=6))
+    assert len(receiver.received) == 2
     first, second = receiver.received
     assert first.verified
     assert second.verified
@@ -284,7 +290,7 @@ def test_retries_follow_the_schedule_honour_retry_after_and_then_give_up(engine:
     while message.status == "pending":
         waits.append(message.next_attempt_at - now)
         now = message.next_attempt_at
-        assert deliver(engine, now=now) == 1
+        deliver(engine, now=now)
         [message] = messages_of(engine, endpoint)
     assert message.status == "failed"
     assert message.attempts == 1 + len(outbox.RETRY_DELAYS)
@@ -309,7 +315,7 @@ def test_410_disables_the_endpoint_at_once_and_says_why(engine: Engine, receiver
     assert "410" in endpoint.disabled_reason
     assert [message.status for message in messages_of(engine, endpoint)] == ["failed", "cancelled"]
     ledger.grant(creator_id=creator.id, customer_id=customer_id, amount=1, actor=CREATOR, engine=engine)
-    assert webhooks.dispatch_events(engine=engine) == 1
+    deliver(engine)
     assert len(messages_of(engine, endpoint)) == 2  # a disabled endpoint gets no new deliveries
     assert len(receiver.received) == 1
 
@@ -364,11 +370,17 @@ def test_a_worker_that_died_mid_delivery_is_taken_over_after_its_lease(engine: E
     creator = create_user(engine)
     endpoint = endpoint_for(engine, creator, receiver)
     a_customer(engine, creator, credits=5)
+    while webhooks.dispatch_events(engine=engine):
+        pass
     now = utcnow()
-    webhooks.dispatch_events(engine=engine)
-    [claimed] = outbox.claim(now=now, engine=engine)  # a worker took it, then vanished
-    assert outbox.claim(now=now + timedelta(seconds=30), engine=engine) == []
-    assert deliver(engine, now=now + outbox.LEASE + timedelta(seconds=1)) == 1
+
+    def ours(messages: list[OutboxMessage]) -> list[OutboxMessage]:
+        return [message for message in messages if message.webhook_endpoint_id == endpoint.id]
+
+    [claimed] = ours(outbox.claim(now=now, limit=1000, engine=engine))  # a worker took it, then vanished
+    assert ours(outbox.claim(now=now + timedelta(seconds=30), limit=1000, engine=engine)) == []
+    deliver(engine, now=now + outbox.LEASE + timedelta(seconds=1))
+    assert len(receiver.verified()) == 1
     assert receiver.verified()[0].webhook_id == events_of(engine, creator)[0].public_id
     assert messages_of(engine, endpoint)[0].status == "delivered"
     outbox.settle(claimed, outbox.Attempt(False, error="late"), deliverer=LOCAL["webhook"], engine=engine)
@@ -476,7 +488,7 @@ def test_the_address_is_checked_again_at_delivery(engine: Engine, receiver: Rece
     endpoint = endpoint_for(engine, creator, receiver)
     a_customer(engine, creator, credits=1)
     strict = {webhooks.WEBHOOK_KIND: WebhookDeliverer(allow_local=False)}
-    assert deliver(engine, deliverers=strict) == 1
+    deliver(engine, deliverers=strict)
     assert receiver.received == []
     [message] = messages_of(engine, endpoint)
     assert message.status == "pending"
@@ -514,7 +526,8 @@ def test_endpoints_belong_to_their_creator(engine: Engine, receiver: Receiver) -
         with pytest.raises(NotFound):
             change()
     a_customer(engine, other, credits=3)  # the other creator's event goes to none of this creator's endpoints
-    assert deliver(engine) == 0
+    deliver(engine)
+    assert receiver.received == []
     with pytest.raises(InvalidRequest):
         webhooks.create_endpoint(
             creator_id=creator.id, url=receiver.url, event_types=["nope"], allow_local=True, engine=engine
