@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import Engine, and_, or_, update
+from sqlalchemy import Engine, and_, or_, true, update
 from sqlmodel import Session, select
 
 from litesubs.db import get_engine, is_sqlite, read_session, write_session
@@ -105,14 +105,22 @@ def retry_at(attempts: int, *, now: datetime, retry_after: timedelta | None = No
 
 
 def claim(
-    *, now: datetime | None = None, limit: int = CLAIM_BATCH, engine: Engine | None = None
+    *,
+    kinds: Sequence[str] | None = None,
+    now: datetime | None = None,
+    limit: int = CLAIM_BATCH,
+    engine: Engine | None = None,
 ) -> list[OutboxMessage]:
-    """Lease up to `limit` due messages, oldest first, to this worker; they are its to deliver and settle."""
+    """Lease up to `limit` due messages (of `kinds`, default all), oldest first, to this worker to deliver and settle.
+
+    A worker claims only the kinds it can deliver, so one of an older version leaves a new kind alone.
+    """
     now = now or utcnow()
     engine = engine or get_engine()
     due = (
         select(OutboxMessage.id)
         .where(
+            OutboxMessage.kind.in_(kinds) if kinds is not None else true(),
             OutboxMessage.status == PENDING,
             OutboxMessage.next_attempt_at <= now,
             or_(OutboxMessage.leased_until.is_(None), OutboxMessage.leased_until <= now),
@@ -185,20 +193,16 @@ def deliver_due(
     Messages of one queue go one after the other in order; different queues in parallel.
     """
     engine = engine or get_engine()
-    messages = claim(now=now, engine=engine)
+    messages = claim(kinds=list(deliverers), now=now, engine=engine)
     queues: dict[tuple[str, object], list[OutboxMessage]] = {}
     for message in messages:
-        deliverer = deliverers.get(message.kind)
-        key = (message.kind, deliverer.queue(message) if deliverer else message.id)
+        key = (message.kind, deliverers[message.kind].queue(message))
         queues.setdefault(key, []).append(message)
 
     def run(queue: Sequence[OutboxMessage]) -> None:
         for message in queue:
-            deliverer = deliverers.get(message.kind)
-            if deliverer is None:
-                attempt = Attempt(False, error=f"Nothing delivers messages of kind {message.kind!r}.", final=True)
-            else:
-                attempt = deliverer.deliver(message, engine=engine)
+            deliverer = deliverers[message.kind]
+            attempt = deliverer.deliver(message, engine=engine)
             settle(message, attempt, deliverer=deliverer, now=now or utcnow(), engine=engine)
 
     if len(queues) == 1:
