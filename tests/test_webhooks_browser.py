@@ -118,6 +118,16 @@ def test_add_an_endpoint_buy_and_see_the_signed_event_arrive(
     expect(page.get_by_text("falls below 5 credits")).to_be_visible()
     assert webhooks.low_balance_threshold(creator_id=creator.id, engine=app_engine) == 5
 
+    card.get_by_role("button", name="Events").click()
+    events = page.get_by_role("dialog", name="Events to send")
+    expect(events.get_by_label("credits.debited")).to_be_checked()
+    events.get_by_label("credits.debited").uncheck()
+    events.get_by_role("button", name="Save events").click()
+    expect(events).to_be_hidden()
+    expect(card).not_to_contain_text("credits.debited")
+    [stored] = webhooks.list_endpoints(creator_id=creator.id, engine=app_engine)
+    assert "credits.debited" not in webhooks.event_types_of(stored)
+
     card.get_by_role("button", name="Rotate").click()
     expect(card).to_contain_text("The previous secret also signs until")
     new_secret = card.get_by_test_id("signing-secret").inner_text().strip()

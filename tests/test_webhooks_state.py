@@ -40,11 +40,14 @@ def test_another_creators_endpoint_and_wild_ids_are_refused_and_nothing_changes(
             lambda endpoint_id: WebhooksState.delete.fn(state, endpoint_id),
         ):
             assert "No such webhook endpoint." in str(call(wild))
+    for wild in (str(endpoint.id), str(2**63), "-1", "x"):
+        form = {"endpoint_id": wild, "credits.debited": "on"}
+        assert "No such webhook endpoint." in str(WebhooksState.change_events.fn(state, form))
     for wild in (delivery.id, 2**63, -5):
         assert "No such delivery." in str(WebhooksState.resend.fn(state, wild))
 
     [stored] = webhooks.list_endpoints(creator_id=owner)
-    assert (stored.secret, stored.enabled) == (endpoint.secret, True)
+    assert (stored.secret, stored.enabled, stored.event_types) == (endpoint.secret, True, endpoint.event_types)
     assert len(webhooks.list_deliveries(creator_id=owner, endpoint_id=endpoint.id)) == 1
     WebhooksState.load.fn(state)
     assert state.endpoints == []  # the intruder's page lists only their own (none)

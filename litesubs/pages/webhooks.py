@@ -42,12 +42,12 @@ def _add_button() -> rx.Component:
     return rx.button(rx.icon("plus", size=16), "Add endpoint", on_click=WebhooksState.open_create)
 
 
-def _event_choice(name: str) -> rx.Component:
+def _event_choice(name: str, checked: bool | rx.Var = False) -> rx.Component:
     return rx.el.label(
         rx.el.input(
             type="checkbox",
             name=name,
-            default_checked=name in DEFAULT_EVENT_TYPES,
+            default_checked=checked,
             class_name="mt-1 size-4 accent-[var(--accent-9)]",
         ),
         rx.box(
@@ -79,7 +79,11 @@ def _create_dialog() -> rx.Component:
                     ),
                     rx.el.fieldset(
                         rx.el.legend("Events to send", class_name="text-sm font-medium mb-2"),
-                        rx.grid(*[_event_choice(name) for name in EVENT_TYPES], columns="2", spacing="3"),
+                        rx.grid(
+                            *[_event_choice(name, name in DEFAULT_EVENT_TYPES) for name in EVENT_TYPES],
+                            columns="2",
+                            spacing="3",
+                        ),
                         field_error(WebhooksState.create_errors, "event_types"),
                     ),
                     rx.hstack(
@@ -138,6 +142,49 @@ def _threshold_card() -> rx.Component:
         ),
         size="3",
         width="100%",
+    )
+
+
+def _events_dialog(endpoint: rx.Var) -> rx.Component:
+    chosen = endpoint["event_list"].to(list[str])
+    return rx.dialog.root(
+        rx.dialog.trigger(
+            rx.button(
+                rx.icon("list-checks", size=14),
+                "Events",
+                size="1",
+                variant="soft",
+                on_click=WebhooksState.open_events(endpoint["id"]),
+            )
+        ),
+        rx.dialog.content(
+            rx.dialog.title("Events to send"),
+            rx.dialog.description(
+                rx.text("To ", rx.code(endpoint["url"], class_name="break-all")), size="2", color_scheme="gray"
+            ),
+            rx.form(
+                rx.vstack(
+                    rx.el.input(type="hidden", name="endpoint_id", value=endpoint["id"].to(str)),
+                    rx.grid(
+                        *[_event_choice(name, chosen.contains(name)) for name in EVENT_TYPES], columns="2", spacing="3"
+                    ),
+                    rx.hstack(
+                        rx.dialog.close(rx.button("Cancel", type="button", variant="soft", color_scheme="gray")),
+                        rx.button("Save events", type="submit"),
+                        justify="end",
+                        width="100%",
+                        spacing="3",
+                    ),
+                    spacing="4",
+                    margin_top="1rem",
+                ),
+                on_submit=WebhooksState.change_events,
+                reset_on_submit=False,
+            ),
+            max_width="640px",
+        ),
+        open=WebhooksState.events_endpoint == endpoint["id"],
+        on_open_change=WebhooksState.close_events,
     )
 
 
@@ -240,6 +287,7 @@ def _endpoint_card(endpoint: rx.Var) -> rx.Component:
                         "Enable", size="1", variant="soft", on_click=WebhooksState.set_enabled(endpoint["id"], True)
                     ),
                 ),
+                _events_dialog(endpoint),
                 _delete_button(endpoint),
                 align="center",
                 wrap="wrap",

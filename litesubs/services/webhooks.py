@@ -166,6 +166,7 @@ def event_types_of(endpoint: WebhookEndpoint) -> list[str]:
 def set_event_types(
     *, creator_id: int, endpoint_id: int, event_types: Sequence[str], engine: Engine | None = None
 ) -> WebhookEndpoint:
+    """Which event types the endpoint receives from now on (events already dispatched keep their deliveries)."""
     types = _check_event_types(event_types)
     with write_session(engine) as session:
         endpoint = _own_endpoint(session, creator_id, endpoint_id)

@@ -14,7 +14,7 @@ import reflex as rx
 from litesubs.formatting import iso
 from litesubs.models import WebhookEndpoint, utcnow
 from litesubs.services import webhooks
-from litesubs.services.errors import DomainError, InvalidRequest, Unauthorized
+from litesubs.services.errors import DomainError, InvalidRequest, NotFound, Unauthorized
 from litesubs.services.ledger import parse_credits
 from litesubs.services.webhooks import DeliverySummary
 from litesubs.state.session import SessionState
@@ -39,6 +39,7 @@ class EndpointRow(TypedDict):
     enabled: bool
     disabled_reason: str
     event_types: str
+    event_list: list[str]
     secret: str
     previous_secret_until: str
     deliveries: list[DeliveryRow]
@@ -78,6 +79,7 @@ def _endpoint_row(endpoint: WebhookEndpoint, deliveries: list[DeliverySummary]) 
         "enabled": endpoint.enabled,
         "disabled_reason": endpoint.disabled_reason or "",
         "event_types": ", ".join(webhooks.event_types_of(endpoint)),
+        "event_list": webhooks.event_types_of(endpoint),
         "secret": endpoint.secret,
         "previous_secret_until": iso(overlap),
         "deliveries": [_delivery_row(delivery) for delivery in deliveries],
@@ -93,6 +95,7 @@ class WebhooksState(SessionState):
     threshold: str = ""
     threshold_errors: dict[str, str] = {}
     threshold_form_key: int = 0
+    events_endpoint: int = 0  # whose event-type dialog is open (0: none); only decides what is shown
 
     def _reload(self, creator_id: int) -> None:
         self.endpoints = [
@@ -111,7 +114,7 @@ class WebhooksState(SessionState):
         user = self._page_user()
         if user is None:
             return self._login_redirect()
-        self.create_open, self.threshold_errors = False, {}
+        self.create_open, self.threshold_errors, self.events_endpoint = False, {}, 0
         self._reload(user.id)
         self.threshold_form_key += 1
         return None
@@ -148,6 +151,33 @@ class WebhooksState(SessionState):
         self.create_open = False
         self._reload(user.id)
         return rx.toast.success("Endpoint added. Send it a test event to check your receiver.")
+
+    @rx.event
+    def open_events(self, endpoint_id: int) -> None:
+        self.events_endpoint = int(endpoint_id) if str(endpoint_id).isdigit() else 0
+
+    @rx.event
+    def close_events(self, is_open: bool) -> None:
+        if not is_open:
+            self.events_endpoint = 0
+
+    @rx.event
+    def change_events(self, form: dict[str, str]) -> rx.event.EventSpec | None:
+        """The event-type form of one endpoint: its id comes from the form, and the service checks it is theirs."""
+        chosen = [name for name in webhooks.EVENT_TYPES if form.get(name) == "on"]
+        endpoint_id = str(form.get("endpoint_id", ""))
+        try:
+            user = self._require_user()
+            if not endpoint_id.isdigit():
+                raise NotFound("No such webhook endpoint.")
+            webhooks.set_event_types(creator_id=user.id, endpoint_id=int(endpoint_id), event_types=chosen)
+        except Unauthorized:
+            return self._login_redirect()
+        except DomainError as error:
+            return rx.toast.error(error.message)
+        self.events_endpoint = 0
+        self._reload(user.id)
+        return rx.toast.success("Event types saved.")
 
     @rx.event
     def save_threshold(self, form: dict[str, str]) -> rx.event.EventSpec | None:
