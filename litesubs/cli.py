@@ -41,6 +41,16 @@ def _purge_idempotency_records(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(_args: argparse.Namespace) -> int:
+    import logging
+
+    from litesubs.worker import run_forever
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run_forever()
+    return 0
+
+
 def _demo(_args: argparse.Namespace) -> int:
     from litesubs.demo import create_demo
     from litesubs.migrations import migrate
@@ -59,6 +69,7 @@ COMMANDS = {
     "check-config": (_check_config, "validate the configuration from the environment"),
     "expire-credits": (_expire_credits, "release every expired hold and expire every credit lot whose time has passed"),
     "purge-idempotency-records": (_purge_idempotency_records, "delete idempotency records older than 24 hours"),
+    "worker": (_worker, "deliver webhooks and sweep expiries (with LITESUBS_EMBEDDED_WORKER=0 in the app)"),
     "demo": (_demo, "fill the database with a demo creator, packs and a few hundred customers"),
 }
 

@@ -31,6 +31,10 @@ class Settings:
     stripe_connect: bool = False
     # The platform's share of each sale in platform mode, in percent (0 to 50, at most two decimals).
     platform_fee_percent: Decimal = Decimal(0)
+    # Webhook endpoints may be plain http on this machine (localhost): for tests and `make run`.
+    allow_http_webhooks: bool = False
+    # The app process runs the background worker itself; 0 when `python -m litesubs worker` runs alone.
+    embedded_worker: bool = True
 
     @property
     def test_mode(self) -> bool:
@@ -46,6 +50,17 @@ class Settings:
 def _optional(environ: dict[str, str], name: str) -> str | None:
     value = environ.get(name, "").strip()
     return value or None
+
+
+def _flag(environ: dict[str, str], name: str, *, default: bool) -> bool:
+    value = _optional(environ, name)
+    if value is None:
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be 1 or 0, got {value!r}")
 
 
 def _check_http_url(name: str, value: str) -> str:
@@ -116,6 +131,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         redis_url=redis_url,
         stripe_connect=stripe_connect,
         platform_fee_percent=platform_fee_percent,
+        allow_http_webhooks=_flag(env, "LITESUBS_ALLOW_HTTP_WEBHOOKS", default=False),
+        embedded_worker=_flag(env, "LITESUBS_EMBEDDED_WORKER", default=True),
     )
 
 

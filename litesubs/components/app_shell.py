@@ -14,6 +14,7 @@ NAV = [
     ("package", "Packs", routes.PACKS),
     ("users", "Customers", routes.CUSTOMERS),
     ("key-round", "API keys", routes.API_KEYS),
+    ("webhook", "Webhooks", routes.WEBHOOKS),
     *([("banknote", "Get paid", routes.PAYOUTS)] if get_settings().platform_mode else []),
     ("wallet", "Wallet", routes.WALLET),
     ("settings", "Account", routes.SETTINGS),

@@ -33,6 +33,7 @@ OPERATIONS = [
     "POST /holds/{hold_id}/capture",
     "POST /holds/{hold_id}/release",
     "GET /packs",
+    "GET /events",
 ]
 EXAMPLES_PER_MODE = 40
 
@@ -133,6 +134,7 @@ def test_the_document_lists_every_operation_with_auth_and_error_responses(api_ur
         ("POST", "/holds/{hold_id}/capture"),
         ("POST", "/holds/{hold_id}/release"),
         ("GET", "/packs"),
+        ("GET", "/events"),
     }
     assert document["servers"] == [{"url": API_PREFIX}]
     assert document["components"]["securitySchemes"]["ApiKey"] == {
