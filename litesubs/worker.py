@@ -1,4 +1,4 @@
-"""The background worker: delivers the outbox and sweeps due expiries.
+"""The background worker: delivers the outbox and sweeps due holds and expiries.
 
 It runs inside every app process by default (`start_embedded`, from the app's lifespan), so `make
 run` needs nothing more, and alone as `python -m litesubs worker`; LITESUBS_EMBEDDED_WORKER=0 turns
@@ -25,7 +25,7 @@ from sqlalchemy import Engine, make_url
 
 from litesubs.db import get_engine, is_sqlite
 from litesubs.models import utcnow
-from litesubs.services import ledger, outbox, webhooks
+from litesubs.services import holds, ledger, outbox, webhooks
 from litesubs.services.webhook_delivery import WebhookDeliverer
 from litesubs.settings import get_settings
 
@@ -48,12 +48,14 @@ class Worker:
         self._last_sweep: datetime | None = None
 
     def run_once(self, *, now: datetime | None = None) -> int:
-        """Sweep due expiries (at most once a minute), turn new events into deliveries, deliver what is due.
+        """Sweep due expiries (at most once a minute: holds past their expiry give their credits back, then due lots
+        expire, taking what went back to an expired lot), turn new events into deliveries, deliver what is due.
 
         Returns how much it did (events dispatched and messages tried).
         """
         now = now or utcnow()
         if self._last_sweep is None or now - self._last_sweep >= EXPIRY_SWEEP_EVERY:
+            holds.release_expired(now=now, engine=self.engine)
             ledger.expire_due_credits(now=now, engine=self.engine)
             self._last_sweep = now
         dispatched = webhooks.dispatch_events(engine=self.engine)

@@ -21,7 +21,7 @@ from standardwebhooks import Webhook
 from litesubs.db import write_session
 from litesubs.models import LedgerEntry, OutboxMessage, User, WebhookEndpoint, WebhookEvent, utcnow
 from litesubs.payments.fulfilment import fulfil_checkout, refund_charge
-from litesubs.services import ledger, outbox, webhooks
+from litesubs.services import holds, ledger, outbox, webhooks
 from litesubs.services.customers import get_or_create_customer, reactivate_customer, suspend_customer
 from litesubs.services.errors import InsufficientCredits, InvalidRequest, NotFound
 from litesubs.services.ledger import Actor
@@ -29,6 +29,7 @@ from litesubs.services.url_safety import UnsafeUrl
 from litesubs.services.webhook_delivery import WebhookDeliverer
 from tests.conftest import create_user
 from tests.factories import make_pack
+from tests.invariants import assert_invariants
 from tests.webhook_receiver import Receiver, running_receiver
 
 LOCAL = {webhooks.WEBHOOK_KIND: WebhookDeliverer(allow_local=True)}
@@ -244,6 +245,67 @@ def test_a_change_that_rolls_back_or_is_refused_sends_nothing(engine: Engine, re
     assert events_of(engine, creator) == []
     deliver(engine)
     assert receiver.received == []
+
+
+# --- Holds -------------------------------------------------------------------------------------
+# Placing a hold lowers the balance (held credits cannot be spent), so it may send credits.low and credits.depleted;
+# a capture is the spend, so it sends credits.debited (to endpoints that asked) for what it spent; releasing
+# sends nothing. On PostgreSQL these run on the holds' two-statement hot paths, on SQLite on the general path.
+
+
+def test_a_capture_is_a_debit_of_what_it_spent_and_placing_or_releasing_spends_nothing(
+    engine: Engine, receiver: Receiver
+) -> None:
+    creator = create_user(engine)
+    customer_id = a_customer(engine, creator, credits=100)
+    endpoint = endpoint_for(engine, creator, receiver, event_types=["credits.debited"])
+    one = holds.place_hold(creator_id=creator.id, customer_id=customer_id, amount=30, actor=CREATOR, engine=engine)
+    other = holds.place_hold(creator_id=creator.id, customer_id=customer_id, amount=20, actor=CREATOR, engine=engine)
+    assert events_of(engine, creator, "credits.debited") == []
+    ending = holds.capture_hold(
+        creator_id=creator.id, hold_id=one.id, amount=12, reason="render", actor=CREATOR, engine=engine
+    )
+    holds.release_hold(creator_id=creator.id, hold_id=other.id, actor=CREATOR, engine=engine)
+    assert ending.transaction.delta == 18  # the entry gives back what was not spent
+    deliver(engine)
+    [delivered] = [request.event for request in receiver.verified()]
+    assert delivered["type"] == "credits.debited"
+    assert delivered["data"] == {
+        "customer_id": customer_id,
+        "delta": -12,
+        "balance_after": 68,  # 100 - 30 - 20 held, 18 of the first hold back
+        "reason": "render",
+        "actor": {"type": "system", "id": None},
+        "hold_id": f"hold_{one.id}",
+        "transaction_id": ending.transaction.entry_id,
+    }
+    assert len(messages_of(engine, endpoint)) == 1
+    assert_invariants(engine, customer_id)
+
+
+def test_a_capture_sends_no_debit_event_to_creators_who_did_not_ask(engine: Engine) -> None:
+    creator = create_user(engine)
+    customer_id = a_customer(engine, creator, credits=10)
+    hold = holds.place_hold(creator_id=creator.id, customer_id=customer_id, amount=4, actor=CREATOR, engine=engine)
+    holds.capture_hold(creator_id=creator.id, hold_id=hold.id, actor=CREATOR, engine=engine)
+    assert events_of(engine, creator, "credits.debited") == []
+    assert [event.type for event in events_of(engine, creator)] == ["credits.granted"]
+
+
+def test_placing_a_hold_can_cross_the_low_threshold_and_deplete_the_balance(engine: Engine) -> None:
+    creator = create_user(engine)
+    webhooks.set_low_balance_threshold(creator_id=creator.id, threshold=10, engine=engine)
+    customer_id = a_customer(engine, creator, credits=20)
+    first = holds.place_hold(creator_id=creator.id, customer_id=customer_id, amount=12, actor=CREATOR, engine=engine)
+    low = events_of(engine, creator, "credits.low")
+    assert [json.loads(event.data) for event in low] == [{"customer_id": customer_id, "balance": 8, "threshold": 10}]
+    assert low[0].ledger_entry_id is not None
+    holds.release_hold(creator_id=creator.id, hold_id=first.id, actor=CREATOR, engine=engine)  # 20 again
+    holds.place_hold(creator_id=creator.id, customer_id=customer_id, amount=20, actor=CREATOR, engine=engine)
+    assert [json.loads(event.data)["balance"] for event in events_of(engine, creator, "credits.low")] == [8, 0]
+    depleted = events_of(engine, creator, "credits.depleted")
+    assert [json.loads(event.data) for event in depleted] == [{"customer_id": customer_id, "balance": 0}]
+    assert_invariants(engine, customer_id)
 
 
 # --- Retries ---------------------------------------------------------------------------------

@@ -606,8 +606,17 @@ def _empty_lot(session: Session, customer: Customer, lot: CreditLot, *, cause: _
     return _record(session, customer, delta=-taken, lot_id=lot.id, cause=cause)
 
 
-def _record(session: Session, customer: Customer, *, delta: int, lot_id: int | None, cause: _Cause) -> LedgerResult:
-    """Move the cached balance by `delta` and write the one ledger entry that says who did it and why."""
+def _record(
+    session: Session,
+    customer: Customer,
+    *,
+    delta: int,
+    lot_id: int | None,
+    cause: _Cause,
+    captured: webhooks.Captured | None = None,
+) -> LedgerResult:
+    """Move the cached balance by `delta` and write the one ledger entry that says who did it and why, with its
+    events (`webhooks.credits_changed`; a hold's capture passes what it spent, its `credits.debited`)."""
     customer.balance += delta
     customer.updated_at = cause.now
     fields = _entry_fields(customer.creator_id, customer.id, delta=delta, balance_after=customer.balance, cause=cause)
@@ -615,7 +624,7 @@ def _record(session: Session, customer: Customer, *, delta: int, lot_id: int | N
     session.add(customer)
     session.add(entry)
     session.flush()
-    webhooks.credits_changed(session.connection(), [(entry.id, fields)])
+    webhooks.credits_changed(session.connection(), [(entry.id, webhooks.with_capture(fields, captured))])
     return LedgerResult.of(entry)
 
 

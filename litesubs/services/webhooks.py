@@ -96,6 +96,7 @@ _CREDIT_EVENTS = {
     "debit": "credits.debited",
     "adjustment": "credits.adjusted",
     "expiry": "credits.expired",
+    "capture": "credits.debited",  # a hold's capture spends; placing and releasing a hold spend nothing
 }
 
 
@@ -395,20 +396,37 @@ def watch_columns(creator_id: ColumnElement[int]) -> tuple[ColumnElement[Any], C
 _WATCH = select(*watch_columns(bindparam("creator_id", type_=Integer)))
 
 
+@dataclass(frozen=True)
+class Captured:
+    """What a hold's capture spent. Its ledger entry's delta is what came back to the balance (the credits left
+    it when the hold was placed), so its `credits.debited` says what was spent instead, and names the hold."""
+
+    hold_id: str  # public, `hold_...`
+    credits: int
+
+
+def with_capture(entry: Mapping[str, Any], captured: Captured | None) -> Mapping[str, Any]:
+    """A ledger entry's columns for `credits_changed`, with what a capture spent."""
+    return entry if captured is None else {**entry, "captured": captured}
+
+
 def credits_changed(
     connection: Connection, changes: Sequence[tuple[int, Mapping[str, Any]]], *, watch: Watch | None = None
 ) -> None:
-    """The events of ledger entries just written in this transaction: each an (entry id, entry columns) pair.
+    """The events of ledger entries just written in this transaction: each an (entry id, entry columns) pair,
+    a capture's with `with_capture`.
 
+    A change that lowers the balance (a spend, placing a hold, an expiry, ...) may cross the low-balance threshold
+    or reach 0: held credits cannot be spent, so the balance is what `credits.low` and `credits.depleted` watch.
     `watch` comes from the statement that locked the customer when it selected `watch_columns`;
     without it, it is read here when a change needs it (a spend).
     """
     events: list[dict[str, Any]] = []
     for entry_id, entry in changes:
         kind, delta, after, creator_id = entry["kind"], entry["delta"], entry["balance_after"], entry["creator_id"]
-        if watch is None and (kind == "debit" or delta < 0):
-            watch = Watch.of(connection.execute(_WATCH, {"creator_id": creator_id}).one())
         event_type = _CREDIT_EVENTS.get(kind)
+        if watch is None and (event_type == "credits.debited" or delta < 0):
+            watch = Watch.of(connection.execute(_WATCH, {"creator_id": creator_id}).one())
         at = entry["created_at"]
         if event_type is not None and (event_type != "credits.debited" or watch.sends_debits):
             events.append(_event_row(creator_id, event_type, credits_data(entry), now=at, entry_id=entry_id))
@@ -426,13 +444,17 @@ def credits_changed(
 
 def credits_data(entry: Mapping[str, Any]) -> dict[str, Any]:
     """The `data` of a `credits.*` event about a ledger entry (its columns); `transaction_id` is added on reading."""
-    return {
+    data = {
         "customer_id": entry["customer_id"],
         "delta": entry["delta"],
         "balance_after": entry["balance_after"],
         "reason": entry["reason"],
         "actor": {"type": entry["actor_type"], "id": entry["actor_id"]},
     }
+    captured: Captured | None = entry.get("captured")
+    if captured is not None:
+        data |= {"delta": -captured.credits, "hold_id": captured.hold_id}
+    return data
 
 
 def purchase_completed(
