@@ -29,6 +29,7 @@ from litesubs.db import write_session
 from litesubs.models import CreditLot, Customer, Pack, Purchase, User, utcnow
 from litesubs.services.customers import SUSPENDED, get_or_create_customer_in_session
 from litesubs.services.ledger import Actor, grant_in_session, lock_customer, take_back_lot
+from litesubs.services.purchase_mail import purchase_paid, purchase_refunded
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ def fulfil_checkout_in_session(session: Session, checkout: Mapping[str, Any], *,
         expires_at=order.pack.expires_at,
         purchase_id=purchase.id,
     )
+    purchase_paid(session, purchase, customer, now=now)
     _count_purchase(session, customer, credits=purchase.credits, now=now)
     return FulfilmentResult("granted", purchase.id)
 
@@ -162,6 +164,7 @@ def refund_charge_in_session(session: Session, charge: Mapping[str, Any], *, now
     if purchase.status == PAID:  # the customer's purchase totals count paid purchases only
         customer.credits_purchased -= purchase.credits
         session.add(customer)
+    purchase_refunded(session, purchase, customer, now=now)
     purchase.refunded_at = now
     _settle(session, purchase, REFUNDED)
     return FulfilmentResult(REFUNDED, purchase.id)
