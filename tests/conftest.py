@@ -125,3 +125,17 @@ def app_database(monkeypatch: pytest.MonkeyPatch, database_url: str) -> Iterator
     yield database_url
     get_settings.cache_clear()
     get_engine.cache_clear()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def fresh_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """A migrated database of its own for one test module, for tests that drain a whole table (the outbox)."""
+    if request.param == "sqlite":
+        context = sqlite_database(tmp_path_factory.mktemp("sqlite"))
+    else:
+        _require_postgres()
+        context = postgres_database()
+    with context as url:
+        engine = make_engine(url)
+        yield engine
+        engine.dispose()

@@ -98,9 +98,12 @@ def request_change(
         user = session.get(User, user_id)
     if user is None:
         raise NotFound()
-    address = accounts.checked_email(new_email) if new_email.strip() else ""
-    if not address:
+    if not new_email.strip():
         raise InvalidRequest(field="new_email", message="Enter the new email address.")
+    try:
+        address = accounts.checked_email(new_email)
+    except InvalidRequest as error:
+        raise InvalidRequest(field="new_email", message=error.message) from None
     try:
         accounts.authenticate(email=user.email, password=password, client_key=client_key, engine=engine, now=now)
     except InvalidCredentials:
