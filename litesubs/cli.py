@@ -53,6 +53,16 @@ def _reset_link(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(_args: argparse.Namespace) -> int:
+    import logging
+
+    from litesubs.worker import run_forever
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run_forever()
+    return 0
+
+
 def _demo(_args: argparse.Namespace) -> int:
     from litesubs.demo import create_demo
     from litesubs.migrations import migrate
@@ -72,6 +82,7 @@ COMMANDS = {
     "expire-credits": (_expire_credits, "expire every credit lot whose time has passed"),
     "purge-idempotency-records": (_purge_idempotency_records, "delete idempotency records older than 24 hours"),
     "reset-link": (_reset_link, "print a password reset link for EMAIL, for when mail does not arrive"),
+    "worker": (_worker, "deliver webhooks and sweep expiries (with LITESUBS_EMBEDDED_WORKER=0 in the app)"),
     "demo": (_demo, "fill the database with a demo creator, packs and a few hundred customers"),
 }
 

@@ -14,6 +14,7 @@ from litesubs.pages.customers import customer_page, customers_page
 from litesubs.pages.dashboard import dashboard_page
 from litesubs.pages.landing import landing
 from litesubs.pages.packs import packs_page
+from litesubs.pages.webhooks import webhooks_page
 from litesubs.startup import migrate_on_start, settings_or_exit
 from litesubs.state.api_keys import ApiKeysState
 from litesubs.state.auth import AccountSettingsState, AuthFormState
@@ -22,6 +23,8 @@ from litesubs.state.customers import CustomersState, CustomerState
 from litesubs.state.dashboard import DashboardState
 from litesubs.state.packs import PacksState
 from litesubs.state.session import SessionState
+from litesubs.state.webhooks import WebhooksState
+from litesubs.worker import embedded_worker
 
 settings_or_exit()
 # API requests run in worker threads that mostly wait on PostgreSQL. When a reply arrives, often to a thread
@@ -31,6 +34,7 @@ sys.setswitchinterval(0.0005)
 
 app = rx.App(stylesheets=["/styles.css"], api_transformer=create_api())
 app.register_lifespan_task(migrate_on_start)
+app.register_lifespan_task(embedded_worker)
 
 app.add_page(
     landing, route=routes.LANDING, title="Litesubs — sell prepaid credit packs", on_load=SessionState.load_viewer
@@ -47,6 +51,7 @@ app.add_page(
     customer_page, route=routes.CUSTOMERS + "/[customer_id]", title="Customer · Litesubs", on_load=CustomerState.load
 )
 app.add_page(api_keys_page, route=routes.API_KEYS, title="API keys · Litesubs", on_load=ApiKeysState.load)
+app.add_page(webhooks_page, route=routes.WEBHOOKS, title="Webhooks · Litesubs", on_load=WebhooksState.load)
 app.add_page(wallet_page, route=routes.WALLET, title="Wallet · Litesubs", on_load=WalletState.load)
 app.add_page(buy_page, route=routes.BUY + "/[public_id]", title="Buy credits · Litesubs", on_load=BuyState.load)
 app.add_page(

@@ -13,6 +13,7 @@ NAV = [
     ("package", "Packs", routes.PACKS),
     ("users", "Customers", routes.CUSTOMERS),
     ("key-round", "API keys", routes.API_KEYS),
+    ("webhook", "Webhooks", routes.WEBHOOKS),
     ("wallet", "Wallet", routes.WALLET),
     ("settings", "Account", routes.SETTINGS),
 ]

@@ -27,6 +27,7 @@ from sqlmodel import Session, select
 
 from litesubs.db import write_session
 from litesubs.models import CreditLot, Customer, Pack, Purchase, User, utcnow
+from litesubs.services import webhooks
 from litesubs.services.customers import SUSPENDED, get_or_create_customer_in_session
 from litesubs.services.ledger import Actor, grant_in_session, lock_customer, take_back_lot
 from litesubs.services.purchase_mail import purchase_paid, purchase_refunded
@@ -103,6 +104,9 @@ def fulfil_checkout_in_session(session: Session, checkout: Mapping[str, Any], *,
     )
     purchase_paid(session, purchase, customer, now=now)
     _count_purchase(session, customer, credits=purchase.credits, now=now)
+    webhooks.purchase_completed(
+        session, purchase, customer, pack_public_id=order.pack.public_id, pack_name=order.pack.name
+    )
     return FulfilmentResult("granted", purchase.id)
 
 
@@ -158,15 +162,17 @@ def refund_charge_in_session(session: Session, charge: Mapping[str, Any], *, now
     if purchase.status == REFUNDED:
         return FulfilmentResult("already_fulfilled", purchase.id)
     lot_id = session.exec(select(CreditLot.id).where(CreditLot.purchase_id == purchase.id)).first()
+    taken_back = None
     if lot_id is not None:
         actor = Actor("stripe", charge.get("id"))
-        take_back_lot(session, customer, lot_id=lot_id, actor=actor, now=now, reason="Payment refunded")
+        taken_back = take_back_lot(session, customer, lot_id=lot_id, actor=actor, now=now, reason="Payment refunded")
     if purchase.status == PAID:  # the customer's purchase totals count paid purchases only
         customer.credits_purchased -= purchase.credits
         session.add(customer)
     purchase_refunded(session, purchase, customer, now=now)
     purchase.refunded_at = now
     _settle(session, purchase, REFUNDED)
+    webhooks.purchase_refunded(session, purchase, customer, credits_taken_back=-taken_back.delta if taken_back else 0)
     return FulfilmentResult(REFUNDED, purchase.id)
 
 

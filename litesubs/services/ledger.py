@@ -32,6 +32,7 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Engine,
+    Integer,
     Row,
     Select,
     Text,
@@ -47,7 +48,7 @@ from sqlmodel import Session, select
 
 from litesubs.db import get_engine, read_connection, read_session, write_session
 from litesubs.models import CreditLot, Customer, LedgerEntry, utcnow
-from litesubs.services import idempotency
+from litesubs.services import idempotency, webhooks
 from litesubs.services.coalescing import Coalescer
 from litesubs.services.cursors import decode_cursor, encode_cursor
 from litesubs.services.customers import ensure_active, lock_customer_row
@@ -563,6 +564,7 @@ def _record(session: Session, customer: Customer, *, delta: int, lot_id: int | N
     session.add(customer)
     session.add(entry)
     session.flush()
+    webhooks.credits_changed(session.connection(), [(entry.id, fields)])
     return LedgerResult.of(entry)
 
 
@@ -709,6 +711,7 @@ def _debit_in_two_statements(debit: _Debit) -> dict[str, Any] | None:
         parameters |= {"remember_creator_id": creator_id, "remember_key": key}
         parameters["debit_created_at_text"] = cause.now.isoformat()
         entry_id, lot_id = connection.execute(spend, parameters).one()
+        webhooks.credits_changed(connection, [(entry_id, fields)], watch=webhooks.Watch.of(customer))
     result = LedgerResult(entry_id, customer_id, cause.kind, -amount, balance_after, lot_id, cause.now)
     return {"result": result.to_json()}
 
@@ -738,7 +741,12 @@ def _debit_statements(*, with_key: bool) -> tuple[Select, Select]:
     one statement, returning the entry's id and lot.
     """
     lock = (
-        select(Customer.balance, Customer.status, Customer.next_expiry_at)
+        select(
+            Customer.balance,
+            Customer.status,
+            Customer.next_expiry_at,
+            *webhooks.watch_columns(bindparam("debit_creator_id", type_=Integer)),
+        )
         .where(Customer.id == bindparam("debit_customer_id"), Customer.creator_id == bindparam("debit_creator_id"))
         .with_for_update()
     )
@@ -828,7 +836,10 @@ def _debit_together(debits: list[_Debit]) -> list[dict[str, Any] | None]:
                 }
                 for (index, after), lot_id in zip(spends, lot_ids, strict=True)
             ]
-            entry_ids = connection.execute(_INSERT_ENTRIES, entries).scalars()
+            entry_ids = connection.execute(_INSERT_ENTRIES, entries).scalars().all()
+            webhooks.credits_changed(
+                connection, list(zip(entry_ids, entries, strict=True)), watch=webhooks.Watch.of(customer)
+            )
             for (index, after), lot_id, entry_id in zip(spends, lot_ids, entry_ids, strict=True):
                 debit = debits[index]
                 result = LedgerResult(entry_id, customer_id, "debit", -debit.amount, after, lot_id, debit.cause.now)

@@ -55,6 +55,13 @@ class WebhookDeliverer:
 
     def __init__(self, *, allow_local: bool | None = None) -> None:
         self._allow_local = allow_local
+        # One client for all deliveries (it is thread-safe): its TLS context is built once.
+        self._client = httpx.Client(
+            timeout=TIMEOUT_SECONDS,
+            follow_redirects=False,
+            trust_env=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
 
     def queue(self, message: OutboxMessage) -> object:
         return message.webhook_endpoint_id
@@ -83,7 +90,7 @@ class WebhookDeliverer:
             ),
             "webhook-version": webhooks.PAYLOAD_VERSION,
         }
-        return _post(target.pinned_url(), body=body, headers=headers, tls_name=target.host)
+        return _post(self._client, target.pinned_url(), body=body, headers=headers, tls_name=target.host)
 
     def settled(self, session: Session, message: OutboxMessage, attempt: outbox.Attempt, *, now: datetime) -> None:
         if attempt.cancelled:
@@ -115,14 +122,11 @@ def _why_disable(endpoint: WebhookEndpoint, attempt: outbox.Attempt, *, now: dat
     return None
 
 
-def _post(url: str, *, body: str, headers: dict[str, str], tls_name: str) -> outbox.Attempt:
+def _post(client: httpx.Client, url: str, *, body: str, headers: dict[str, str], tls_name: str) -> outbox.Attempt:
     try:
-        with (
-            httpx.Client(timeout=TIMEOUT_SECONDS, follow_redirects=False, trust_env=False) as client,
-            client.stream(
-                "POST", url, content=body.encode(), headers=headers, extensions={"sni_hostname": tls_name}
-            ) as response,
-        ):
+        with client.stream(
+            "POST", url, content=body.encode(), headers=headers, extensions={"sni_hostname": tls_name}
+        ) as response:
             excerpt = _read_at_most(response, MAX_RESPONSE_BYTES)
     except httpx.TimeoutException:
         return outbox.Attempt(False, error=f"No answer within {TIMEOUT_SECONDS} s.")

@@ -27,6 +27,7 @@ OPERATIONS = [
     "POST /customers/{ref}/credit",
     "GET /customers/{ref}/transactions",
     "GET /packs",
+    "GET /events",
 ]
 EXAMPLES_PER_MODE = 40
 

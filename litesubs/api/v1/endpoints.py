@@ -16,13 +16,15 @@ from litesubs.api.v1.schemas import (
     CustomerDetail,
     CustomerList,
     DebitRequest,
+    EventList,
+    EventType,
     PackList,
     PackPublic,
     TransactionList,
     TransactionPublic,
 )
 from litesubs.models import ApiKey
-from litesubs.services import api_keys, ledger
+from litesubs.services import api_keys, ledger, webhooks
 from litesubs.services.customer_accounts import customer_account, page_customers
 from litesubs.services.customers import customer_id_of
 from litesubs.services.idempotency import MAX_KEY_LENGTH
@@ -139,6 +141,20 @@ async def list_your_packs(key: CurrentKey) -> PackList:
     """Your packs, newest first, with their links."""
     packs = await _blocking(lambda: list_packs(creator_id=key.creator_id))
     return PackList(data=[PackPublic.of(summary) for summary in packs])
+
+
+@router.get("/events", response_model=EventList, responses=responses(401, 422, 429))
+async def list_events(
+    key: CurrentKey,
+    event_type: Annotated[EventType | None, Query(alias="type", description="Only events of this type.")] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> EventList:
+    """Your events, newest first: what webhooks deliver, for a receiver that was down and catches up."""
+    page = await _blocking(
+        lambda: webhooks.list_events(creator_id=key.creator_id, event_type=event_type, limit=limit, cursor=cursor)
+    )
+    return EventList.of(page)
 
 
 async def _blocking(call: Callable[[], T]) -> T:
