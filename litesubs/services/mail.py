@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import unquote, urlencode, urlparse
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, insert
 from sqlmodel import Session
 
 from litesubs.models import OutboxMessage, utcnow
@@ -78,6 +78,20 @@ def link(path: str, **query: str) -> str:
 def send_later(session: Session, message: Message, *, now: datetime | None = None) -> OutboxMessage:
     """Queue `message` in the caller's transaction; the worker sends it once the transaction commits."""
     return outbox.enqueue(session, kind=EMAIL_KIND, payload=json.dumps(asdict(message)), now=now or utcnow())
+
+
+def send_later_on(connection: Connection, message: Message, *, now: datetime) -> None:
+    """`send_later` for code that works on a Connection (the ledger's hot paths), in its transaction."""
+    connection.execute(
+        insert(OutboxMessage).values(
+            kind=EMAIL_KIND,
+            payload=json.dumps(asdict(message)),
+            status=outbox.PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
 
 
 def message_of(row: OutboxMessage) -> Message:

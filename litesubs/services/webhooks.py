@@ -52,6 +52,7 @@ from litesubs.models import (
 from litesubs.services import outbox
 from litesubs.services.cursors import decode_cursor, encode_cursor
 from litesubs.services.errors import InvalidRequest, NotFound
+from litesubs.services.low_balance_mail import queue_low_balance_mail
 from litesubs.services.url_safety import resolve_safe
 from litesubs.settings import get_settings
 
@@ -398,6 +399,13 @@ def credits_changed(
             if threshold is not None and after < threshold <= before:
                 data = {**customer, "balance": after, "threshold": threshold, "transaction_id": entry_id}
                 events.append(_event_row(creator_id, "credits.low", data, now=entry["created_at"]))
+                queue_low_balance_mail(
+                    connection,
+                    creator_id=creator_id,
+                    customer_id=entry["customer_id"],
+                    balance=after,
+                    now=entry["created_at"],
+                )
             if after == 0:
                 data = {**customer, "balance": 0, "transaction_id": entry_id}
                 events.append(_event_row(creator_id, "credits.depleted", data, now=entry["created_at"]))
