@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from datetime import timedelta
+from urllib.parse import urlparse
 
 from playwright.sync_api import Page, expect
 from sqlalchemy import Engine
@@ -22,7 +24,7 @@ from tests.app_server import AppServer
 from tests.browser import PASSWORD, PHONE, sign_in_new_user
 from tests.conftest import ARTIFACTS, create_user
 from tests.factories import make_pack
-from tests.mail_server import MailServer, ReceivedMail
+from tests.mail_server import MailServer, ReceivedMail, queued_mail_to
 from tests.test_auth_browser import register, sign_in, sign_out
 
 
@@ -44,6 +46,12 @@ def _mail(mail_server: MailServer, address: str, subject: str, *, count: int = 1
 def _path(link: str, app_server: AppServer) -> str:
     assert link.startswith(app_server.base_url), link  # links are built from LITESUBS_BASE_URL
     return link.removeprefix(app_server.base_url)
+
+
+def _path_of(link: str) -> str:
+    """The path and query of a link in a mail the test process itself queued (its own LITESUBS_BASE_URL)."""
+    parts = urlparse(link)
+    return f"{parts.path}?{parts.query}"
 
 
 def _can_sign_in(engine: Engine, email: str, password: str) -> bool:
@@ -100,25 +108,25 @@ def test_used_expired_and_superseded_links_say_so_and_change_nothing(
         _mail(mail_server, user.email, "Reset", count=3),
     )
 
-    page.goto(_path(superseded.link_to("/reset-password"), app_server))
+    page.goto(_path_of(superseded.link_to("/reset-password")))
     expect(page.get_by_role("alert")).to_have_text(
         "A newer link was sent after this one: use the link in the latest mail."
     )
     expect(page.get_by_label("New password", exact=True)).to_have_count(0)
     page.screenshot(path=ARTIFACTS / "reset-password-superseded-desktop.png", full_page=True)
 
-    page.goto(_path(expired.link_to("/reset-password"), app_server))
+    page.goto(_path_of(expired.link_to("/reset-password")))
     expect(page.get_by_role("alert")).to_contain_text("This link has expired.")
     expect(page.get_by_role("link", name="Ask for a new link")).to_be_visible()
 
-    page.goto(_path(latest.link_to("/reset-password"), app_server))
+    page.goto(_path_of(latest.link_to("/reset-password")))
     page.get_by_label("New password", exact=True).fill("used exactly once")
     page.get_by_label("Confirm new password").fill("used exactly once")
     page.get_by_role("button", name="Set new password").click()
     expect(page).to_have_url(re.compile(r"/wallet/?$"))
     sign_out(page)
 
-    page.goto(_path(latest.link_to("/reset-password"), app_server))
+    page.goto(_path_of(latest.link_to("/reset-password")))
     expect(page.get_by_role("alert")).to_contain_text("This link was already used.")
     expect(page.get_by_label("New password", exact=True)).to_have_count(0)
     assert _can_sign_in(app_engine, user.email, "used exactly once")
@@ -239,3 +247,29 @@ def test_a_creator_switches_sale_mails_off(page: Page, app_server: AppServer, ap
         assert session.get(User, creator.id).sale_mail is False
     page.reload()
     expect(page.get_by_role("switch", name="Email me about each sale")).not_to_be_checked()
+
+
+def test_smtp_down_the_apps_worker_sends_the_mail_once_it_is_back(app_engine: Engine, mail_server: MailServer) -> None:
+    user = _user(app_engine, "Dora Downtime")
+    _mail(mail_server, user.email, "Confirm your email")
+    mail_server.stop()
+    try:
+        password_reset.request_reset(email=user.email, client_key="smtp-down-test", engine=app_engine)
+        deadline = time.monotonic() + 15
+        while not (
+            failed := [
+                row for row in queued_mail_to(app_engine, user.email) if row.attempts >= 1 and row.status == "pending"
+            ]
+        ):
+            assert time.monotonic() < deadline, "the worker did not try to send while SMTP was down"
+            time.sleep(0.2)
+        assert "Connection refused" in failed[0].last_error or "Errno" in failed[0].last_error
+    finally:
+        mail_server.start()
+    received = _mail(mail_server, user.email, "Reset your Litesubs password")
+    assert "/reset-password?token=" in received.text
+    deadline = time.monotonic() + 10  # the worker records the delivery just after the server took the mail
+    while (row := next(r for r in queued_mail_to(app_engine, user.email) if r.id == failed[0].id)).status == "pending":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert (row.status, row.attempts) == ("delivered", 2)
