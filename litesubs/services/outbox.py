@@ -22,7 +22,7 @@ The rules, from DESIGN.md ("Outbound"):
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -103,9 +103,13 @@ def retry_at(attempts: int, *, now: datetime, retry_after: timedelta | None = No
 
 
 def claim(
-    *, now: datetime | None = None, limit: int = CLAIM_BATCH, engine: Engine | None = None
+    *,
+    now: datetime | None = None,
+    limit: int = CLAIM_BATCH,
+    kinds: Collection[str] | None = None,
+    engine: Engine | None = None,
 ) -> list[OutboxMessage]:
-    """Lease up to `limit` due messages, oldest first, to this worker; they are its to deliver and settle."""
+    """Lease up to `limit` due messages (of `kinds`, if given), oldest first, to this worker to deliver and settle."""
     now = now or utcnow()
     engine = engine or get_engine()
     due = (
@@ -118,6 +122,8 @@ def claim(
         .order_by(OutboxMessage.id)
         .limit(limit)
     )
+    if kinds is not None:
+        due = due.where(OutboxMessage.kind.in_(list(kinds)))
     if not is_sqlite(engine):
         due = due.with_for_update(skip_locked=True)
     with write_session(engine) as session:
@@ -181,7 +187,8 @@ def deliver_due(
     Messages of one queue go one after the other in order; different queues in parallel.
     """
     engine = engine or get_engine()
-    messages = claim(now=now, engine=engine)
+    # Only kinds this worker can deliver: a process that knows no deliverer for a kind leaves it to one that does.
+    messages = claim(now=now, kinds=list(deliverers), engine=engine)
     queues: dict[tuple[str, object], list[OutboxMessage]] = {}
     for message in messages:
         deliverer = deliverers.get(message.kind)
