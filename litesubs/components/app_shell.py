@@ -57,17 +57,20 @@ def _sidebar() -> rx.Component:
     return rx.box(
         rx.vstack(
             brand(),
-            rx.cond(
-                SessionState.is_creator,
-                rx.vstack(*[_nav_link(*item) for item in NAV], spacing="1", width="100%", as_="nav"),
-                rx.vstack(
-                    *[_nav_link(*item) for item in BUYER_NAV],
-                    rx.separator(size="4", margin_y="0.5rem"),
-                    _nav_link(*START_SELLING),
-                    spacing="1",
-                    width="100%",
-                    as_="nav",
+            rx.el.nav(
+                rx.cond(
+                    SessionState.is_creator,
+                    rx.vstack(*[_nav_link(*item) for item in NAV], spacing="1", width="100%"),
+                    rx.vstack(
+                        *[_nav_link(*item) for item in BUYER_NAV],
+                        rx.separator(size="4", margin_y="0.5rem"),
+                        _nav_link(*START_SELLING),
+                        spacing="1",
+                        width="100%",
+                    ),
                 ),
+                aria_label="Main",
+                class_name="w-full",
             ),
             rx.spacer(),
             _user_box(),
