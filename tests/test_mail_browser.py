@@ -141,6 +141,7 @@ def test_register_verification_link_and_the_banner_is_gone(
     expect(page).to_have_url(re.compile(r"/wallet/?$"))
     banner = page.get_by_test_id("verification-banner")
     expect(banner).to_contain_text(f"open the link we sent to {email}")
+    expect(page.get_by_text("No credits yet")).to_be_visible()
     page.screenshot(path=ARTIFACTS / "verification-banner-desktop.png", full_page=True)
     first = _mail(mail_server, email, "Confirm your email")
 
@@ -204,6 +205,10 @@ def test_buyers_app_buy_again_receipt_and_start_selling(
     assert "Forty credits" in receipt.text
     assert "$8.00" in receipt.text
     assert _path(receipt.link_to("/wallet"), app_server) == "/wallet"
+    mail_page = page.context.new_page()
+    mail_page.set_content(receipt.html)  # the HTML part as a mail program shows it: no remote resources at all
+    mail_page.screenshot(path=ARTIFACTS / "mail-receipt.png", full_page=True)
+    mail_page.close()
 
     # The buyer's app: wallet, account and "Start selling"; no creator pages.
     nav = page.get_by_role("navigation")

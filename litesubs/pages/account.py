@@ -186,6 +186,7 @@ def account_page() -> rx.Component:
                 rx.cond(SessionState.is_creator, _mail_form()),
                 columns=rx.breakpoints(initial="1", md="2"),
                 spacing="4",
+                align="start",
             ),
         ),
     )
