@@ -191,5 +191,5 @@ def _environment() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    environment.filters["count"] = lambda value: f"{value:,}"
+    environment.filters["thousands"] = lambda value: f"{value:,}"  # 1,000
     return environment
