@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import signal
 import threading
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 # Who delivers each kind of outbox message.
 DELIVERERS: dict[str, outbox.Deliverer] = {webhooks.WEBHOOK_KIND: WebhookDeliverer(), mail.EMAIL_KIND: MailDeliverer()}
 IDLE_POLL_SECONDS = 0.3  # an event reaches its receiver well within a second
+ERROR_PAUSE_SECONDS = 5
 EXPIRY_SWEEP_EVERY = timedelta(minutes=1)
 
 
@@ -59,11 +61,11 @@ class Worker:
         with _Turns(self.engine, self._stopping) as turns:
             for _ in turns:
                 try:
-                    busy = self.run_once() > 0
+                    pause = 0 if self.run_once() else IDLE_POLL_SECONDS
                 except Exception:
-                    logger.exception("Worker round failed; trying again shortly")
-                    busy = False
-                if not busy and self._stopping.wait(IDLE_POLL_SECONDS):
+                    logger.exception("Worker round failed (is the database up?); trying again in 5 s")
+                    pause = ERROR_PAUSE_SECONDS
+                if pause and self._stopping.wait(pause):
                     return
 
     def stop(self) -> None:
@@ -100,6 +102,7 @@ class _Turns:
             handle.close()
             return False
         self._file = handle
+        logger.info("This worker delivers for %s; other workers of this database wait", self._path.stem)
         return True
 
 
@@ -111,11 +114,13 @@ def _lock_path(engine: Engine) -> Path | None:
 
 
 def run_forever() -> None:
-    """`python -m litesubs worker`: work until interrupted."""
+    """`python -m litesubs worker`: work until SIGINT or SIGTERM, finishing the round under way."""
     worker = Worker()
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, lambda _signal, _frame: worker.stop())
     logger.info("Litesubs worker started")
-    with suppress(KeyboardInterrupt):
-        worker.run()
+    worker.run()
+    logger.info("Litesubs worker stopped")
 
 
 @asynccontextmanager

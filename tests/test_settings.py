@@ -46,6 +46,15 @@ def test_stripe_mode_needs_key_and_webhook_secret() -> None:
         load_settings({"STRIPE_SECRET_KEY": "sk_test_1"})
 
 
+def test_the_embedded_worker_runs_and_webhooks_need_https_unless_told_otherwise() -> None:
+    defaults = load_settings({})
+    assert defaults.embedded_worker
+    assert not defaults.allow_http_webhooks
+    changed = load_settings({"LITESUBS_EMBEDDED_WORKER": "0", "LITESUBS_ALLOW_HTTP_WEBHOOKS": "1"})
+    assert not changed.embedded_worker
+    assert changed.allow_http_webhooks
+
+
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
@@ -58,6 +67,8 @@ def test_stripe_mode_needs_key_and_webhook_secret() -> None:
         ("SMTP_URL", "smtp://:25", "SMTP_URL must look like smtp://"),
         ("SMTP_URL", "smtp://mail:port", "SMTP_URL must look like smtp://"),
         ("MAIL_FROM", "no address here", "MAIL_FROM must be an address"),
+        ("LITESUBS_EMBEDDED_WORKER", "maybe", "LITESUBS_EMBEDDED_WORKER must be 1 or 0"),
+        ("LITESUBS_ALLOW_HTTP_WEBHOOKS", "yes please", "LITESUBS_ALLOW_HTTP_WEBHOOKS must be 1 or 0"),
     ],
 )
 def test_bad_values_are_refused_with_a_clear_message(name: str, value: str, message: str) -> None:

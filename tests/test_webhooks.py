@@ -170,6 +170,15 @@ def test_every_event_type_is_produced_by_its_real_cause_and_arrives_signed(engin
         "transaction_id": by_type["credits.low"]["transaction_id"],
     }
     assert by_type["credits.depleted"]["balance"] == 0
+    debited = by_type["credits.debited"]  # on PostgreSQL written by the debit's own statement, built in SQL
+    assert debited == {
+        "customer_id": customer_id,
+        "transaction_id": debited["transaction_id"],
+        "delta": -4,
+        "balance_after": 0,
+        "reason": "",
+        "actor": {"type": "creator", "id": str(creator.id)},
+    }
     assert by_type["credits.adjusted"]["delta"] == -4
     assert by_type["credits.adjusted"]["reason"] == "Fix"
     assert by_type["purchase.refunded"]["credits_taken_back"] == 0

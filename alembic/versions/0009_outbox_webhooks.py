@@ -42,14 +42,12 @@ def upgrade() -> None:
     op.create_table(
         "webhook_event",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("public_id", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
         sa.Column("creator_id", sa.Integer(), nullable=False),
         sa.Column("type", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
         sa.Column("data", sa.Text(), nullable=False),
         sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(["creator_id"], ["user.id"], ondelete="RESTRICT"),
         sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("public_id"),
     )
     with op.batch_alter_table("webhook_event", schema=None) as batch_op:
         batch_op.create_index("ix_webhook_event_creator", ["creator_id", "id"], unique=False)
@@ -94,12 +92,10 @@ def upgrade() -> None:
             sqlite_where=sa.text("status = 'pending'"),
         )
         batch_op.create_index("ix_outbox_endpoint", ["webhook_endpoint_id", "id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_outbox_message_webhook_event_id"), ["webhook_event_id"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("outbox_message", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_outbox_message_webhook_event_id"))
         batch_op.drop_index("ix_outbox_endpoint")
         batch_op.drop_index(
             "ix_outbox_due", postgresql_where=sa.text("status = 'pending'"), sqlite_where=sa.text("status = 'pending'")

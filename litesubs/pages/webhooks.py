@@ -17,19 +17,25 @@ VERIFY_EXAMPLE = f"""# pip install standardwebhooks
 import os
 from standardwebhooks import Webhook, WebhookVerificationError
 
-webhook = Webhook(os.environ["LITESUBS_WEBHOOK_SECRET"])  # the endpoint's whsec_... secret
+# The endpoint's signing secret, whsec_...
+webhook = Webhook(os.environ["LITESUBS_WEBHOOK_SECRET"])
 
 def receive(body: bytes, headers: dict[str, str]) -> int:
     try:
-        event = webhook.verify(body, headers)  # checks webhook-signature and webhook-timestamp
+        # Checks webhook-signature and webhook-timestamp.
+        event = webhook.verify(body, headers)
     except WebhookVerificationError:
-        return 400  # not from Litesubs, or too old: ignore it
-    # headers["webhook-id"] == event["id"]: the same on every retry, so skip ids you have seen.
+        return 400  # forged or too old: ignore it
+    # event["id"] == headers["webhook-id"], the same on
+    # every retry: skip ids you have handled already.
     if event["type"] == "purchase.completed":
-        ...  # event["data"]["customer_id"], ["credits"], ["balance_after"], ...
-    return 200  # anything but 2xx is retried (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h)
+        customer_id = event["data"]["customer_id"]
+        ...
+    # Anything but 2xx is retried: 5 s, 5 min, 30 min,
+    # 2 h, 5 h, 10 h, 10 h later.
+    return 200
 
-# Payload version: webhook-version: {PAYLOAD_VERSION}"""
+# Headers also carry webhook-version: {PAYLOAD_VERSION}"""
 
 
 def _add_button() -> rx.Component:
@@ -258,7 +264,7 @@ def _endpoint_card(endpoint: rx.Var) -> rx.Component:
                     rx.box(
                         rx.code(endpoint["secret"], size="2", variant="ghost", class_name="break-all"),
                         padding="0.5rem 0.75rem",
-                        class_name="rounded-[var(--radius-3)] bg-[var(--gray-a3)] min-w-0 flex-1",
+                        class_name="rounded-[var(--radius-3)] bg-[var(--gray-a3)] min-w-[16rem] flex-1",
                         data_testid="signing-secret",
                     ),
                     rx.button(
@@ -277,6 +283,7 @@ def _endpoint_card(endpoint: rx.Var) -> rx.Component:
                         on_click=WebhooksState.rotate(endpoint["id"]),
                     ),
                     align="center",
+                    wrap="wrap",
                     spacing="2",
                     width="100%",
                 ),

@@ -690,7 +690,7 @@ def _debit_in_two_statements(debit: _Debit) -> dict[str, Any] | None:
     parameters = {"debit_creator_id": creator_id, "debit_customer_id": customer_id, "debit_amount": amount}
     if key is not None:
         parameters |= idempotency.claim_parameters(creator_id=creator_id, key=key, request=debit.request, now=cause.now)
-    lock, spend = _debit_statements(with_key=key is not None)
+    lock = _debit_statements(with_key=key is not None)[0]
     with debit.engine.begin() as connection:
         customer = connection.execute(lock, parameters).first()
         if customer is None or _has_due_lots(customer, cause.now):
@@ -710,8 +710,10 @@ def _debit_in_two_statements(debit: _Debit) -> dict[str, Any] | None:
         parameters |= {"move_customer_id": customer_id, "move_balance": balance_after, "move_now": cause.now}
         parameters |= {"remember_creator_id": creator_id, "remember_key": key}
         parameters["debit_created_at_text"] = cause.now.isoformat()
+        watch = webhooks.Watch.of(customer)
+        spend = _debit_statements(with_key=key is not None, with_event=watch.sends_debits)[1]
         entry_id, lot_id = connection.execute(spend, parameters).one()
-        webhooks.credits_changed(connection, [(entry_id, fields)], watch=webhooks.Watch.of(customer))
+        webhooks.credits_changed(connection, [(entry_id, fields)], watch=watch.with_debits_recorded())
     result = LedgerResult(entry_id, customer_id, cause.kind, -amount, balance_after, lot_id, cause.now)
     return {"result": result.to_json()}
 
@@ -732,13 +734,14 @@ _RESULT_COLUMNS = ("customer_id", "kind", "delta", "balance_after")
 
 
 @cache
-def _debit_statements(*, with_key: bool) -> tuple[Select, Select]:
+def _debit_statements(*, with_key: bool, with_event: bool = False) -> tuple[Select, Select]:
     """The debit's two statements, with bind parameters named after `_entry_fields` and the claim's.
 
-    The lock: the customer's balance, status and next expiry, locked; with a key, only when the key was
-    claimed (the claim runs before the lock, so a replay locks nothing). The spend, for a locked
-    customer whose balance covers the amount: lots, balance, ledger entry and the key's outcome in
-    one statement, returning the entry's id and lot.
+    The lock: the customer's balance, status and next expiry (and what webhooks want of a debit),
+    locked; with a key, only when the key was claimed (the claim runs before the lock, so a replay
+    locks nothing). The spend, for a locked customer whose balance covers the amount: lots, balance,
+    ledger entry, the key's outcome and, `with_event`, the `credits.debited` event and its deliveries
+    in one statement, returning the entry's id and lot.
     """
     lock = (
         select(
@@ -770,6 +773,9 @@ def _debit_statements(*, with_key: bool) -> tuple[Select, Select]:
         .cte("entry")
     )
     spend = select(entry.c.id, entry.c.lot_id).add_cte(spent, moved)
+    if with_event:
+        entry_values = {column: bindparam(f"entry_{column}") for column in _ENTRY_COLUMNS}
+        spend = spend.add_cte(*webhooks.debited_event_ctes(entry, entry_values))
     if not with_key:
         return lock, spend
     outcome = _json_object(

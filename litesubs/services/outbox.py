@@ -31,7 +31,7 @@ from typing import Protocol
 from sqlalchemy import Engine, and_, or_, update
 from sqlmodel import Session, select
 
-from litesubs.db import get_engine, is_sqlite, write_session
+from litesubs.db import get_engine, is_sqlite, read_session, write_session
 from litesubs.models import OutboxMessage, utcnow
 
 PENDING, DELIVERED, FAILED, CANCELLED = "pending", "delivered", "failed", "cancelled"
@@ -124,6 +124,9 @@ def claim(
     )
     if kinds is not None:
         due = due.where(OutboxMessage.kind.in_(list(kinds)))
+    with read_session(engine) as session:  # most polls find nothing: they take no lock
+        if session.exec(due.limit(1)).first() is None:
+            return []
     if not is_sqlite(engine):
         due = due.with_for_update(skip_locked=True)
     with write_session(engine) as session:
@@ -142,41 +145,40 @@ def settle(
     now: datetime | None = None,
     engine: Engine | None = None,
 ) -> None:
-    """Record an attempt on a claimed message: delivered, retried later, failed or cancelled; the lease ends."""
+    """Record an attempt on a message this worker claimed: delivered, retried later, failed or cancelled.
+
+    The lease ends. An outcome arriving after the message was settled otherwise (another worker took
+    it over when the lease ran out) changes nothing.
+    """
     now = now or utcnow()
-    with write_session(engine) as session:
-        row = session.exec(
-            select(OutboxMessage)
-            .where(OutboxMessage.id == message.id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        ).first()
-        if row is None or row.status != PENDING:
-            return
-        row.leased_until = None
-        if attempt.cancelled:
-            row.status, row.last_error = CANCELLED, _shorten(attempt.error)
-            session.add(row)
-            return
-        row.attempts += 1
-        row.last_attempt_at = now
-        row.last_status_code, row.last_response, row.last_error = (
-            attempt.status_code,
-            attempt.response,
-            _shorten(attempt.error),
-        )
+    values: dict[str, object] = {"leased_until": None}
+    if attempt.cancelled:
+        values |= {"status": CANCELLED, "last_error": _shorten(attempt.error)}
+    else:
+        values |= {
+            "attempts": message.attempts + 1,
+            "last_attempt_at": now,
+            "last_status_code": attempt.status_code,
+            "last_response": attempt.response,
+            "last_error": _shorten(attempt.error),
+        }
         if attempt.delivered:
-            row.status, row.delivered_at = DELIVERED, now
+            values |= {"status": DELIVERED, "delivered_at": now}
         else:
-            retry = None if attempt.final else retry_at(row.attempts, now=now, retry_after=attempt.retry_after)
-            if retry is None:
-                row.status = FAILED
-            else:
-                row.next_attempt_at = retry
-        session.add(row)
-        session.flush()
+            retry = None if attempt.final else retry_at(message.attempts + 1, now=now, retry_after=attempt.retry_after)
+            values |= {"status": FAILED} if retry is None else {"next_attempt_at": retry}
+    with write_session(engine) as session:
+        recorded = session.exec(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message.id, OutboxMessage.status == PENDING)
+            .values(**values)
+        )
+        if recorded.rowcount == 0:
+            return
+        for name, value in values.items():
+            setattr(message, name, value)
         if deliverer is not None:
-            deliverer.settled(session, row, attempt, now=now)
+            deliverer.settled(session, message, attempt, now=now)
 
 
 def deliver_due(

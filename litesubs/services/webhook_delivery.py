@@ -20,11 +20,12 @@ that care about order compare `created_at`, and deduplicate by `webhook-id`.
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 import httpx
-from sqlalchemy import Engine
+from sqlalchemy import Engine, or_, update
 from sqlmodel import Session, select
 from standardwebhooks import Webhook
 
@@ -39,6 +40,7 @@ MAX_RESPONSE_BYTES = 2048
 MAX_FAILING_TIME = timedelta(days=3)
 MAX_FAILED_DELIVERIES = 50
 USER_AGENT = "Litesubs-Webhooks/1"
+MAX_CLIENTS = 256
 
 
 def sign(secrets: list[str], *, msg_id: str, timestamp: datetime, body: str) -> str:
@@ -55,21 +57,37 @@ class WebhookDeliverer:
 
     def __init__(self, *, allow_local: bool | None = None) -> None:
         self._allow_local = allow_local
-        # One client for all deliveries (it is thread-safe): its TLS context is built once.
-        self._client = httpx.Client(
-            timeout=TIMEOUT_SECONDS,
-            follow_redirects=False,
-            trust_env=False,
-            limits=httpx.Limits(max_keepalive_connections=0),
-        )
+        self._clients: dict[str, httpx.Client] = {}
+        self._clients_lock = threading.Lock()
+
+    def _client_for(self, host: str) -> httpx.Client:
+        """One client (kept-alive connections, TLS context built once) per host name.
+
+        Requests go to a checked IP address with the host name for TLS; a connection kept for one host
+        name is never reused for another that resolves to the same address.
+        """
+        with self._clients_lock:
+            client = self._clients.get(host)
+            if client is None:
+                if len(self._clients) >= MAX_CLIENTS:
+                    for old in self._clients.values():
+                        old.close()
+                    self._clients.clear()
+                client = httpx.Client(timeout=TIMEOUT_SECONDS, follow_redirects=False, trust_env=False)
+                self._clients[host] = client
+            return client
 
     def queue(self, message: OutboxMessage) -> object:
         return message.webhook_endpoint_id
 
     def deliver(self, message: OutboxMessage, *, engine: Engine) -> outbox.Attempt:
         with read_session(engine) as session:
-            endpoint = session.get(WebhookEndpoint, message.webhook_endpoint_id)
-            event = session.get(WebhookEvent, message.webhook_event_id)
+            found = session.exec(
+                select(WebhookEndpoint, WebhookEvent)
+                .join(WebhookEvent, WebhookEvent.creator_id == WebhookEndpoint.creator_id)
+                .where(WebhookEndpoint.id == message.webhook_endpoint_id, WebhookEvent.id == message.webhook_event_id)
+            ).first()
+        endpoint, event = found or (None, None)
         if endpoint is None or event is None or not endpoint.enabled:
             return outbox.Attempt(False, error="The endpoint was disabled or deleted.", cancelled=True)
         allow_local = get_settings().allow_http_webhooks if self._allow_local is None else self._allow_local
@@ -90,25 +108,34 @@ class WebhookDeliverer:
             ),
             "webhook-version": webhooks.PAYLOAD_VERSION,
         }
-        return _post(self._client, target.pinned_url(), body=body, headers=headers, tls_name=target.host)
+        return _post(
+            self._client_for(target.host), target.pinned_url(), body=body, headers=headers, tls_name=target.host
+        )
 
     def settled(self, session: Session, message: OutboxMessage, attempt: outbox.Attempt, *, now: datetime) -> None:
         if attempt.cancelled:
+            return
+        if attempt.delivered:  # the streak ends; one statement, which changes (and locks) nothing in the usual case
+            session.exec(
+                update(WebhookEndpoint)
+                .where(
+                    WebhookEndpoint.id == message.webhook_endpoint_id,
+                    or_(WebhookEndpoint.failing_since.is_not(None), WebhookEndpoint.failed_deliveries != 0),
+                )
+                .values(failing_since=None, failed_deliveries=0)
+            )
             return
         endpoint = session.exec(
             select(WebhookEndpoint).where(WebhookEndpoint.id == message.webhook_endpoint_id).with_for_update()
         ).first()
         if endpoint is None or not endpoint.enabled:
             return
-        if attempt.delivered:
-            endpoint.failing_since, endpoint.failed_deliveries = None, 0
-        else:
-            endpoint.failing_since = endpoint.failing_since or now
-            if message.status == outbox.FAILED:
-                endpoint.failed_deliveries += 1
-            reason = _why_disable(endpoint, attempt, now=now)
-            if reason is not None:
-                webhooks.disable_in_session(session, endpoint, reason=reason, now=now)
+        endpoint.failing_since = endpoint.failing_since or now
+        if message.status == outbox.FAILED:
+            endpoint.failed_deliveries += 1
+        reason = _why_disable(endpoint, attempt, now=now)
+        if reason is not None:
+            webhooks.disable_in_session(session, endpoint, reason=reason, now=now)
         session.add(endpoint)
 
 

@@ -25,14 +25,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
+    CTE,
     ColumnElement,
     Connection,
     Engine,
     Integer,
+    Select,
     String,
+    Text,
     bindparam,
+    cast,
     exists,
+    func,
     insert,
     literal,
 )
@@ -64,6 +68,7 @@ ROTATION_OVERLAP = timedelta(hours=24)
 MAX_ENDPOINTS = 10
 MAX_PAGE_SIZE = 100
 MAX_THRESHOLD = 1_000_000_000
+MAX_ID = 2**31 - 1  # ids are 32-bit integers
 
 # The types an endpoint may subscribe to, with what each means (shown on the dashboard).
 EVENT_TYPES: dict[str, str] = {
@@ -242,10 +247,16 @@ def resend(*, creator_id: int, delivery_id: int, now: datetime | None = None, en
     """Deliver a delivery's event to its endpoint again (also after a success), with the same `webhook-id`."""
     now = now or utcnow()
     with write_session(engine) as session:
-        message = session.get(OutboxMessage, delivery_id)
-        if message is None or message.kind != WEBHOOK_KIND or message.webhook_endpoint_id is None:
+        message = session.get(OutboxMessage, delivery_id) if _is_id(delivery_id) else None
+        endpoint = None
+        if message is not None and message.kind == WEBHOOK_KIND and message.webhook_endpoint_id is not None:
+            endpoint = session.exec(
+                select(WebhookEndpoint).where(
+                    WebhookEndpoint.id == message.webhook_endpoint_id, WebhookEndpoint.creator_id == creator_id
+                )
+            ).first()
+        if endpoint is None:
             raise NotFound("No such delivery.")
-        endpoint = _own_endpoint(session, creator_id, message.webhook_endpoint_id)
         if not endpoint.enabled:
             raise InvalidRequest("endpoint", "Enable the endpoint before resending to it.")
         _deliver_to(session, event_id=message.webhook_event_id, endpoint_id=endpoint.id, now=now)
@@ -256,9 +267,9 @@ def list_deliveries(
 ) -> list[DeliverySummary]:
     """The endpoint's most recent deliveries, newest first."""
     with read_session(engine) as session:
-        _own_endpoint(session, creator_id, endpoint_id)
+        _own_endpoint(session, creator_id, endpoint_id, lock=False)
         rows = session.exec(
-            select(OutboxMessage, WebhookEvent.public_id, WebhookEvent.type)
+            select(OutboxMessage, WebhookEvent.type)
             .join(WebhookEvent, WebhookEvent.id == OutboxMessage.webhook_event_id)
             .where(OutboxMessage.webhook_endpoint_id == endpoint_id)
             .order_by(OutboxMessage.id.desc())
@@ -267,7 +278,7 @@ def list_deliveries(
     return [
         DeliverySummary(
             id=message.id,
-            event_id=public_id,
+            event_id=f"evt_{message.webhook_event_id}",
             event_type=event_type,
             status=message.status,
             attempts=message.attempts,
@@ -278,7 +289,7 @@ def list_deliveries(
             last_error=message.last_error,
             next_attempt_at=message.next_attempt_at if message.status == outbox.PENDING else None,
         )
-        for message, public_id, event_type in rows
+        for message, event_type in rows
     ]
 
 
@@ -287,15 +298,22 @@ def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
 
 
-def _own_endpoint(session: Session, creator_id: int, endpoint_id: int) -> WebhookEndpoint:
-    endpoint = session.exec(
-        select(WebhookEndpoint)
-        .where(WebhookEndpoint.id == endpoint_id, WebhookEndpoint.creator_id == creator_id)
-        .with_for_update()
-    ).first()
+def _own_endpoint(session: Session, creator_id: int, endpoint_id: int, *, lock: bool = True) -> WebhookEndpoint:
+    """The creator's endpoint (locked for a change), or `NotFound`: also for another creator's."""
+    if not _is_id(endpoint_id):
+        raise NotFound("No such webhook endpoint.")
+    statement = select(WebhookEndpoint).where(
+        WebhookEndpoint.id == endpoint_id, WebhookEndpoint.creator_id == creator_id
+    )
+    endpoint = session.exec(statement.with_for_update() if lock else statement).first()
     if endpoint is None:
         raise NotFound("No such webhook endpoint.")
     return endpoint
+
+
+def _is_id(value: object) -> bool:
+    """A row id the databases can compare (a browser may send any number)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID
 
 
 def _check_event_types(event_types: Sequence[str]) -> tuple[str, ...]:
@@ -351,6 +369,10 @@ class Watch:
     def of(cls, row: Any) -> Watch:
         """From a row that selected `watch_columns`."""
         return cls(bool(row.webhook_sends_debits), row.webhook_low_threshold)
+
+    def with_debits_recorded(self) -> Watch:
+        """The watch for `credits_changed` after the debit's own statement wrote its `credits.debited` event."""
+        return Watch(False, self.low_threshold)
 
 
 def watch_columns(creator_id: ColumnElement[int]) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
@@ -462,7 +484,6 @@ def _email_of(session: Session, user_id: int) -> str | None:
 
 def _event_row(creator_id: int, event_type: str, data: Mapping[str, Any], *, now: datetime) -> dict[str, Any]:
     return {
-        "public_id": "evt_" + secrets.token_hex(12),
         "creator_id": creator_id,
         "type": event_type,
         "data": json.dumps(data, separators=(",", ":")),
@@ -474,33 +495,93 @@ def _new_event(creator_id: int, event_type: str, data: Mapping[str, Any], *, now
     return WebhookEvent(**_event_row(creator_id, event_type, data, now=now))
 
 
-_INSERT_EVENTS = insert(WebhookEvent)
-# One outbox message per (new event, enabled endpoint of its creator subscribed to its type), in event order.
+def debited_event_ctes(entry: CTE, values: Mapping[str, ColumnElement[Any]]) -> tuple[CTE, CTE]:
+    """For the debit's hot path on PostgreSQL: its `credits.debited` event and deliveries inside its own statement.
+
+    `entry` is the CTE inserting the ledger entry (returning its id, customer, delta and balance);
+    `values` the entry's columns as the statement binds them.
+    """
+    data = func.json_build_object(
+        *_pairs(
+            customer_id=entry.c.customer_id,
+            transaction_id=entry.c.id,
+            delta=entry.c.delta,
+            balance_after=entry.c.balance_after,
+            reason=cast(values["reason"], Text),
+            actor=func.json_build_object(
+                *_pairs(type=cast(values["actor_type"], Text), id=cast(values["actor_id"], Text))
+            ),
+        )
+    )
+    event = (
+        insert(WebhookEvent)
+        .from_select(
+            ["creator_id", "type", "data", "created_at"],
+            select(
+                cast(values["creator_id"], Integer),
+                literal("credits.debited", String),
+                cast(data, Text),
+                cast(values["created_at"], WebhookEvent.__table__.c.created_at.type),
+            ).select_from(entry),
+        )
+        .returning(WebhookEvent.id, WebhookEvent.creator_id, WebhookEvent.type, WebhookEvent.created_at)
+        .cte("debited_event")
+    )
+    deliveries = insert(OutboxMessage).from_select(_FAN_OUT_COLUMNS, _deliveries_of(event.c)).cte("debited_deliveries")
+    return event, deliveries
+
+
+def _pairs(**fields: ColumnElement[Any]) -> list[ColumnElement[Any]]:
+    """Name, value, name, value ... for `json_build_object`."""
+    return [part for name, value in fields.items() for part in (literal(name, Text), value)]
+
+
+_INSERT_EVENTS = insert(WebhookEvent).returning(WebhookEvent.id, sort_by_parameter_order=True)
+_FAN_OUT_COLUMNS = [
+    "kind",
+    "webhook_event_id",
+    "webhook_endpoint_id",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "created_at",
+]
+
+
+def _deliveries_of(events: Any) -> Select:
+    """One outbox message per (event, enabled endpoint of its creator subscribed to its type), in event order.
+
+    `events`: the columns id, creator_id, type and created_at of the events (a table's or a CTE's).
+    """
+    return (
+        select(
+            literal(WEBHOOK_KIND, String),
+            events.id,
+            WebhookEndpoint.id,
+            literal(outbox.PENDING, String),
+            literal(0, Integer),
+            events.created_at,
+            events.created_at,
+        )
+        .join(WebhookEndpoint, WebhookEndpoint.creator_id == events.creator_id)
+        .where(
+            WebhookEndpoint.enabled.is_(True),
+            WebhookEndpoint.event_types.like(literal("%,", String) + events.type + literal(",%", String)),
+        )
+        .order_by(events.id, WebhookEndpoint.id)
+    )
+
+
 _FAN_OUT = insert(OutboxMessage).from_select(
-    ["kind", "webhook_event_id", "webhook_endpoint_id", "status", "attempts", "next_attempt_at", "created_at"],
-    select(
-        literal(WEBHOOK_KIND, String),
-        WebhookEvent.id,
-        WebhookEndpoint.id,
-        literal(outbox.PENDING, String),
-        literal(0, BigInteger),
-        WebhookEvent.created_at,
-        WebhookEvent.created_at,
-    )
-    .join(WebhookEndpoint, WebhookEndpoint.creator_id == WebhookEvent.creator_id)
-    .where(
-        WebhookEvent.public_id.in_(bindparam("public_ids", expanding=True)),
-        WebhookEndpoint.enabled.is_(True),
-        WebhookEndpoint.event_types.like(literal("%,", String) + WebhookEvent.type + literal(",%", String)),
-    )
-    .order_by(WebhookEvent.id, WebhookEndpoint.id),
+    _FAN_OUT_COLUMNS,
+    _deliveries_of(WebhookEvent.__table__.c).where(WebhookEvent.id.in_(bindparam("event_ids", expanding=True))),
 )
 
 
 def _write_events(connection: Connection, events: list[dict[str, Any]]) -> None:
     """Insert the events and their deliveries: two statements, whatever their number."""
-    connection.execute(_INSERT_EVENTS, events)
-    connection.execute(_FAN_OUT, {"public_ids": [event["public_id"] for event in events]})
+    event_ids = connection.execute(_INSERT_EVENTS, events).scalars().all()
+    connection.execute(_FAN_OUT, {"event_ids": event_ids})
 
 
 def _deliver_to(session: Session, *, event_id: int, endpoint_id: int, now: datetime) -> None:

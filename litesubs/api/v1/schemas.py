@@ -222,7 +222,7 @@ EventType = Literal[ALL_EVENT_TYPES]  # every name in webhooks.ALL_EVENT_TYPES
 class EventPublic(BaseModel):
     """Something that happened, exactly as webhook endpoints receive it (the body of a delivery)."""
 
-    id: str = Field(description="`evt_...`; also the `webhook-id` header of its deliveries.", examples=["evt_3f9a"])
+    id: str = Field(description="`evt_...`; also the `webhook-id` header of its deliveries.", examples=["evt_1042"])
     type: EventType
     created_at: datetime
     data: dict[str, Any] = Field(description="The ids and numbers of what happened; see the webhooks guide.")
