@@ -114,6 +114,7 @@ def test_open_redirect_attempt_stays_on_site(page: Page, app_server: AppServer) 
         page.goto(f"/login?next={evil}")
         sign_in(page, email)
         expect(page).to_have_url(re.compile(rf"^{re.escape(app_server.base_url)}/wallet/?$"))
+        expect(page.get_by_text("No credits yet")).to_be_visible()  # loaded: signing out cannot race its on_load
         sign_out(page)
 
 
