@@ -1,17 +1,25 @@
 """`python -m bench.webhooks`: what `credits.debited` costs a debit, on PostgreSQL.
 
-The debit's service call (`ledger.debit`, the API's hot path with its coalescing, each call with
-its own Idempotency-Key, as the API bench sends them) from N threads for a few seconds, spread over
-1,000 customers and all on one hot customer: once with no webhook endpoint, once with one endpoint
-subscribed to `credits.debited` (so every debit also writes its event and delivery row in its
-transaction). Runs alternate (A, B, A, B, ...) so a busy machine slows both alike; each figure is
-the median of its runs. Delivery itself is the worker's, not the debit's: measured apart, as
-deliveries a second of one worker to a local receiver.
+The debit's service call (`ledger.debit`, the API's hot path, each call with its own
+Idempotency-Key, as the API bench sends them), spread over 1,000 customers and all on one hot
+customer: once with no webhook endpoint (A), once with one endpoint subscribed to `credits.debited`
+(B: every debit also writes its event and its delivery in its own statement). Runs alternate
+A, B, A, B, ... and each figure is the median of its runs.
+
+1. CPU per debit, one thread: the CPU time of this process plus that of its PostgreSQL backend
+   (read from /proc), per debit. On a machine whose cores the app and the database share, throughput
+   is the inverse of this cost, and unlike throughput it hardly moves when other work competes for
+   the cores (the machine this was written on is shared).
+2. Debits a second from N threads for a few seconds (coalescing included), which a busy machine skews.
+
+Delivery itself is the worker's, not the debit's: measured apart, as deliveries a second of one
+worker to a local receiver.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import statistics
 import sys
@@ -19,8 +27,9 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine, create_engine, func, text
 from sqlmodel import Session, select
 
 from bench.api import STARTING_CREDITS
@@ -50,6 +59,30 @@ def build(engine: Engine) -> tuple[int, list[int]]:
         )
         ids.append(customer.id)
     return creator.id, ids
+
+
+def cpu_per_debit(engine: Engine, creator_id: int, pick: Callable[[], int], *, count: int) -> float:
+    """Microseconds of CPU (this process and its one PostgreSQL backend) per debit, one debit after another."""
+    with engine.connect() as connection:
+        backend = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    before = time.process_time(), _backend_cpu(backend)
+    for _ in range(count):
+        ledger.debit(
+            creator_id=creator_id,
+            customer_id=pick(),
+            amount=1,
+            actor=ACTOR,
+            idempotency_key=secrets.token_hex(12),
+            engine=engine,
+        )
+    spent = (time.process_time() - before[0]) + (_backend_cpu(backend) - before[1])
+    return spent / count * 1e6
+
+
+def _backend_cpu(pid: int) -> float:
+    """Seconds of CPU a PostgreSQL backend used so far (user and system), from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def debits_per_second(
@@ -95,6 +128,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.webhooks")
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--debits", type=int, default=1000, help="debits per CPU measurement")
     args = parser.parse_args()
     sys.setswitchinterval(0.0005)  # as the app server sets it (litesubs/litesubs.py)
     receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
@@ -107,6 +141,22 @@ def main() -> None:
             creator_id=creator_id, url=url, event_types=["credits.debited"], allow_local=True, engine=engine
         )
         loads = {"1,000 customers": lambda: ids[secrets.randbelow(len(ids))], "one hot customer": lambda: ids[0]}
+        # One connection, so that one backend does all the database's work of the single-thread runs.
+        single = create_engine(engine.url, pool_size=1, max_overflow=0, connect_args={"options": "-c timezone=UTC"})
+        print("| load | no endpoint, CPU µs per debit | credits.debited subscribed, CPU µs per debit | change |")
+        print("|---|---|---|---|")
+        for name, pick in loads.items():
+            costs: dict[bool, list[float]] = {False: [], True: []}
+            for _ in range(args.rounds * 2):
+                for subscribed in (False, True):
+                    webhooks.set_enabled(
+                        creator_id=creator_id, endpoint_id=endpoint.id, enabled=subscribed, engine=engine
+                    )
+                    costs[subscribed].append(cpu_per_debit(single, creator_id, pick, count=args.debits))
+            off, on = statistics.median(costs[False]), statistics.median(costs[True])
+            print(f"| {name} | {off:,.0f} | {on:,.0f} | {100 * (on - off) / off:+.1f} % |")
+        single.dispose()
+        print()
         print("| load | threads | no endpoint, debits/s | credits.debited subscribed, debits/s | change |")
         print("|---|---|---|---|---|")
         for threads in THREADS:

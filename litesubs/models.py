@@ -9,7 +9,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Index, Integer, Text, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 
@@ -329,19 +341,37 @@ class WebhookEvent(SQLModel, table=True):
     """Something that happened to a creator's data, written in the same transaction as the change itself.
 
     Its public id (`evt_<id>`, the `webhook-id` of its deliveries) is made from `id`, so the busiest
-    writer of events, the debit, maintains no index of random strings.
+    writer of events, the debit, maintains no index of random strings. Until the worker has turned it
+    into deliveries (one per subscribed endpoint), `dispatched` is false.
     """
 
     __tablename__ = "webhook_event"
     __table_args__ = (
         Index("ix_webhook_event_creator", "creator_id", "id"),
-        Index("ix_webhook_event_creator_type", "creator_id", "type", "id"),
+        # For listing one type; debits, the many, are listed by the index above and skip this one.
+        Index(
+            "ix_webhook_event_creator_type",
+            "creator_id",
+            "type",
+            "id",
+            postgresql_where=text("type <> 'credits.debited'"),
+            sqlite_where=text("type <> 'credits.debited'"),
+        ),
+        Index(
+            "ix_webhook_event_undispatched",
+            "id",
+            postgresql_where=text("NOT dispatched"),
+            sqlite_where=text("NOT dispatched"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     creator_id: int = Field(sa_column=_fk("user.id", index=False))
     type: str = Field(max_length=40)
     data: str = Field(sa_column=Column(Text, nullable=False))
+    # The ledger entry a `credits.*` event tells of (its `transaction_id`); no foreign key, to keep the debit lean.
+    ledger_entry_id: int | None = None
+    dispatched: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
     created_at: datetime = Field(default_factory=utcnow)
 
     @property

@@ -49,12 +49,16 @@ class Worker:
         self._last_sweep: datetime | None = None
 
     def run_once(self, *, now: datetime | None = None) -> int:
-        """Sweep due expiries (at most once a minute), then deliver what is due; how many messages were tried."""
+        """Sweep due expiries (at most once a minute), turn new events into deliveries, deliver what is due.
+
+        Returns how much it did (events dispatched and messages tried).
+        """
         now = now or utcnow()
         if self._last_sweep is None or now - self._last_sweep >= EXPIRY_SWEEP_EVERY:
             ledger.expire_due_credits(now=now, engine=self.engine)
             self._last_sweep = now
-        return outbox.deliver_due(self.deliverers, now=now, engine=self.engine)
+        dispatched = webhooks.dispatch_events(engine=self.engine)
+        return dispatched + outbox.deliver_due(self.deliverers, now=now, engine=self.engine)
 
     def run(self) -> None:
         """Work until `stop`: without pause while there is work, polling every 0.3 s when there is none."""

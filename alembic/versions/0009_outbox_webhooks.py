@@ -45,13 +45,28 @@ def upgrade() -> None:
         sa.Column("creator_id", sa.Integer(), nullable=False),
         sa.Column("type", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
         sa.Column("data", sa.Text(), nullable=False),
+        sa.Column("ledger_entry_id", sa.Integer(), nullable=True),
+        sa.Column("dispatched", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(["creator_id"], ["user.id"], ondelete="RESTRICT"),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("webhook_event", schema=None) as batch_op:
         batch_op.create_index("ix_webhook_event_creator", ["creator_id", "id"], unique=False)
-        batch_op.create_index("ix_webhook_event_creator_type", ["creator_id", "type", "id"], unique=False)
+        batch_op.create_index(
+            "ix_webhook_event_creator_type",
+            ["creator_id", "type", "id"],
+            unique=False,
+            postgresql_where=sa.text("type <> 'credits.debited'"),
+            sqlite_where=sa.text("type <> 'credits.debited'"),
+        )
+        batch_op.create_index(
+            "ix_webhook_event_undispatched",
+            ["id"],
+            unique=False,
+            postgresql_where=sa.text("NOT dispatched"),
+            sqlite_where=sa.text("NOT dispatched"),
+        )
 
     op.create_table(
         "webhook_settings",
@@ -104,6 +119,7 @@ def downgrade() -> None:
     op.drop_table("outbox_message")
     op.drop_table("webhook_settings")
     with op.batch_alter_table("webhook_event", schema=None) as batch_op:
+        batch_op.drop_index("ix_webhook_event_undispatched")
         batch_op.drop_index("ix_webhook_event_creator_type")
         batch_op.drop_index("ix_webhook_event_creator")
 

@@ -712,6 +712,8 @@ def _debit_in_two_statements(debit: _Debit) -> dict[str, Any] | None:
         parameters["debit_created_at_text"] = cause.now.isoformat()
         watch = webhooks.Watch.of(customer)
         spend = _debit_statements(with_key=key is not None, with_event=watch.sends_debits)[1]
+        if watch.sends_debits:
+            parameters |= webhooks.debited_event_parameters(fields)
         entry_id, lot_id = connection.execute(spend, parameters).one()
         webhooks.credits_changed(connection, [(entry_id, fields)], watch=watch.with_debits_recorded())
     result = LedgerResult(entry_id, customer_id, cause.kind, -amount, balance_after, lot_id, cause.now)
@@ -740,8 +742,8 @@ def _debit_statements(*, with_key: bool, with_event: bool = False) -> tuple[Sele
     The lock: the customer's balance, status and next expiry (and what webhooks want of a debit),
     locked; with a key, only when the key was claimed (the claim runs before the lock, so a replay
     locks nothing). The spend, for a locked customer whose balance covers the amount: lots, balance,
-    ledger entry, the key's outcome and, `with_event`, the `credits.debited` event and its deliveries
-    in one statement, returning the entry's id and lot.
+    ledger entry, the key's outcome and, `with_event`, the `credits.debited` event in one statement,
+    returning the entry's id and lot.
     """
     lock = (
         select(
@@ -775,7 +777,7 @@ def _debit_statements(*, with_key: bool, with_event: bool = False) -> tuple[Sele
     spend = select(entry.c.id, entry.c.lot_id).add_cte(spent, moved)
     if with_event:
         entry_values = {column: bindparam(f"entry_{column}") for column in _ENTRY_COLUMNS}
-        spend = spend.add_cte(*webhooks.debited_event_ctes(entry, entry_values))
+        spend = spend.add_cte(webhooks.debited_event_cte(entry, entry_values))
     if not with_key:
         return lock, spend
     outcome = _json_object(

@@ -2,9 +2,12 @@
 
 The rules:
 
-- An event (`webhook_event`) is written in the same transaction as the change it reports, and so
-  is one outbox message per enabled endpoint subscribed to its type: a crash never loses one, a
-  change that rolled back never sends one. The worker delivers the messages (`webhook_delivery`).
+- An event (`webhook_event`) is written in the same transaction as the change it reports: a crash
+  never loses one, a change that rolled back never sends one. The worker then dispatches it
+  (`dispatch_events`: one outbox message per enabled endpoint subscribed to its type at that moment,
+  in one transaction with marking it dispatched) and delivers the messages (`webhook_delivery`).
+  So a change writes one row, however many endpoints there are, and the debit does it inside its
+  own statement (`debited_event_cte`).
 - Events are kept for every creator, endpoint or not (the API lists them for catching up), except
   `credits.debited`, the high-volume one: written only while an enabled endpoint subscribes to it.
   Whether one does, and the creator's low-balance threshold, are read by the debit's own row-lock
@@ -30,19 +33,19 @@ from sqlalchemy import (
     Connection,
     Engine,
     Integer,
-    Select,
     String,
     Text,
     bindparam,
     cast,
     exists,
-    func,
     insert,
     literal,
+    text,
+    update,
 )
 from sqlmodel import Session, delete, select
 
-from litesubs.db import read_session, write_session
+from litesubs.db import get_engine, is_sqlite, read_session, write_session
 from litesubs.models import (
     Customer,
     OutboxMessage,
@@ -69,6 +72,7 @@ MAX_ENDPOINTS = 10
 MAX_PAGE_SIZE = 100
 MAX_THRESHOLD = 1_000_000_000
 MAX_ID = 2**31 - 1  # ids are 32-bit integers
+DISPATCH_BATCH = 500
 
 # The types an endpoint may subscribe to, with what each means (shown on the dashboard).
 EVENT_TYPES: dict[str, str] = {
@@ -234,9 +238,8 @@ def send_test_event(
         endpoint = _own_endpoint(session, creator_id, endpoint_id)
         if not endpoint.enabled:
             raise InvalidRequest("endpoint", "Enable the endpoint before sending it a test event.")
-        event = _new_event(
-            creator_id, TEST_EVENT, {"endpoint_id": endpoint.id, "message": "Hello from Litesubs."}, now=now
-        )
+        data = {"endpoint_id": endpoint.id, "message": "Hello from Litesubs."}
+        event = WebhookEvent(**_event_row(creator_id, TEST_EVENT, data, now=now), dispatched=True)  # for it alone
         session.add(event)
         session.flush()
         _deliver_to(session, event_id=event.id, endpoint_id=endpoint.id, now=now)
@@ -405,34 +408,33 @@ def credits_changed(
         if watch is None and (kind == "debit" or delta < 0):
             watch = Watch.of(connection.execute(_WATCH, {"creator_id": creator_id}).one())
         event_type = _CREDIT_EVENTS.get(kind)
-        customer = {"customer_id": entry["customer_id"]}
+        at = entry["created_at"]
         if event_type is not None and (event_type != "credits.debited" or watch.sends_debits):
-            data = {
-                **customer,
-                "transaction_id": entry_id,
-                "delta": delta,
-                "balance_after": after,
-                "reason": entry["reason"],
-                "actor": {"type": entry["actor_type"], "id": entry["actor_id"]},
-            }
-            events.append(_event_row(creator_id, event_type, data, now=entry["created_at"]))
+            events.append(_event_row(creator_id, event_type, credits_data(entry), now=at, entry_id=entry_id))
         if delta < 0:
-            before, threshold = after - delta, watch.low_threshold
-            if threshold is not None and after < threshold <= before:
-                data = {**customer, "balance": after, "threshold": threshold, "transaction_id": entry_id}
-                events.append(_event_row(creator_id, "credits.low", data, now=entry["created_at"]))
+            customer, threshold = {"customer_id": entry["customer_id"]}, watch.low_threshold
+            if threshold is not None and after < threshold <= after - delta:
+                data = {**customer, "balance": after, "threshold": threshold}
+                events.append(_event_row(creator_id, "credits.low", data, now=at, entry_id=entry_id))
                 queue_low_balance_mail(
-                    connection,
-                    creator_id=creator_id,
-                    customer_id=entry["customer_id"],
-                    balance=after,
-                    now=entry["created_at"],
+                    connection, creator_id=creator_id, customer_id=entry["customer_id"], balance=after, now=at
                 )
             if after == 0:
-                data = {**customer, "balance": 0, "transaction_id": entry_id}
-                events.append(_event_row(creator_id, "credits.depleted", data, now=entry["created_at"]))
+                data = {**customer, "balance": 0}
+                events.append(_event_row(creator_id, "credits.depleted", data, now=at, entry_id=entry_id))
     if events:
         _write_events(connection, events)
+
+
+def credits_data(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The `data` of a `credits.*` event about a ledger entry (its columns); `transaction_id` is added on reading."""
+    return {
+        "customer_id": entry["customer_id"],
+        "delta": entry["delta"],
+        "balance_after": entry["balance_after"],
+        "reason": entry["reason"],
+        "actor": {"type": entry["actor_type"], "id": entry["actor_id"]},
+    }
 
 
 def purchase_completed(
@@ -482,62 +484,51 @@ def _email_of(session: Session, user_id: int) -> str | None:
     return session.exec(select(User.email).where(User.id == user_id)).first()
 
 
-def _event_row(creator_id: int, event_type: str, data: Mapping[str, Any], *, now: datetime) -> dict[str, Any]:
+def _event_row(
+    creator_id: int, event_type: str, data: Mapping[str, Any], *, now: datetime, entry_id: int | None = None
+) -> dict[str, Any]:
     return {
         "creator_id": creator_id,
         "type": event_type,
-        "data": json.dumps(data, separators=(",", ":")),
+        "data": _json(data),
+        "ledger_entry_id": entry_id,
         "created_at": now,
     }
 
 
-def _new_event(creator_id: int, event_type: str, data: Mapping[str, Any], *, now: datetime) -> WebhookEvent:
-    return WebhookEvent(**_event_row(creator_id, event_type, data, now=now))
+def _json(data: Mapping[str, Any]) -> str:
+    return json.dumps(data, separators=(",", ":"))
 
 
-def debited_event_ctes(entry: CTE, values: Mapping[str, ColumnElement[Any]]) -> tuple[CTE, CTE]:
-    """For the debit's hot path on PostgreSQL: its `credits.debited` event and deliveries inside its own statement.
+def debited_event_cte(entry: CTE, values: Mapping[str, ColumnElement[Any]]) -> CTE:
+    """For the debit's hot path on PostgreSQL: its `credits.debited` event, inserted by the debit's own statement.
 
-    `entry` is the CTE inserting the ledger entry (returning its id, customer, delta and balance);
-    `values` the entry's columns as the statement binds them.
+    `entry` is the CTE inserting the ledger entry (returning its id); `values` the entry's columns as
+    the statement binds them. Needs `debited_event_parameters`.
     """
-    data = func.json_build_object(
-        *_pairs(
-            customer_id=entry.c.customer_id,
-            transaction_id=entry.c.id,
-            delta=entry.c.delta,
-            balance_after=entry.c.balance_after,
-            reason=cast(values["reason"], Text),
-            actor=func.json_build_object(
-                *_pairs(type=cast(values["actor_type"], Text), id=cast(values["actor_id"], Text))
-            ),
-        )
-    )
-    event = (
+    return (
         insert(WebhookEvent)
         .from_select(
-            ["creator_id", "type", "data", "created_at"],
+            ["creator_id", "type", "data", "ledger_entry_id", "created_at"],
             select(
                 cast(values["creator_id"], Integer),
                 literal("credits.debited", String),
-                cast(data, Text),
+                bindparam("debited_event_data", type_=Text),
+                entry.c.id,
                 cast(values["created_at"], WebhookEvent.__table__.c.created_at.type),
-            ).select_from(entry),
+            ),
         )
-        .returning(WebhookEvent.id, WebhookEvent.creator_id, WebhookEvent.type, WebhookEvent.created_at)
         .cte("debited_event")
     )
-    deliveries = insert(OutboxMessage).from_select(_FAN_OUT_COLUMNS, _deliveries_of(event.c)).cte("debited_deliveries")
-    return event, deliveries
 
 
-def _pairs(**fields: ColumnElement[Any]) -> list[ColumnElement[Any]]:
-    """Name, value, name, value ... for `json_build_object`."""
-    return [part for name, value in fields.items() for part in (literal(name, Text), value)]
+def debited_event_parameters(entry: Mapping[str, Any]) -> dict[str, str]:
+    """The parameters of `debited_event_cte` for a debit's entry columns."""
+    return {"debited_event_data": _json(credits_data(entry))}
 
 
-_INSERT_EVENTS = insert(WebhookEvent).returning(WebhookEvent.id, sort_by_parameter_order=True)
-_FAN_OUT_COLUMNS = [
+_INSERT_EVENTS = insert(WebhookEvent)
+_DELIVERY_COLUMNS = [
     "kind",
     "webhook_event_id",
     "webhook_endpoint_id",
@@ -546,42 +537,54 @@ _FAN_OUT_COLUMNS = [
     "next_attempt_at",
     "created_at",
 ]
-
-
-def _deliveries_of(events: Any) -> Select:
-    """One outbox message per (event, enabled endpoint of its creator subscribed to its type), in event order.
-
-    `events`: the columns id, creator_id, type and created_at of the events (a table's or a CTE's).
-    """
-    return (
-        select(
-            literal(WEBHOOK_KIND, String),
-            events.id,
-            WebhookEndpoint.id,
-            literal(outbox.PENDING, String),
-            literal(0, Integer),
-            events.created_at,
-            events.created_at,
-        )
-        .join(WebhookEndpoint, WebhookEndpoint.creator_id == events.creator_id)
-        .where(
-            WebhookEndpoint.enabled.is_(True),
-            WebhookEndpoint.event_types.like(literal("%,", String) + events.type + literal(",%", String)),
-        )
-        .order_by(events.id, WebhookEndpoint.id)
+# One delivery per (event, enabled endpoint of its creator subscribed to its type), in event order.
+_DISPATCH = insert(OutboxMessage).from_select(
+    _DELIVERY_COLUMNS,
+    select(
+        literal(WEBHOOK_KIND, String),
+        WebhookEvent.id,
+        WebhookEndpoint.id,
+        literal(outbox.PENDING, String),
+        literal(0, Integer),
+        WebhookEvent.created_at,
+        WebhookEvent.created_at,
     )
-
-
-_FAN_OUT = insert(OutboxMessage).from_select(
-    _FAN_OUT_COLUMNS,
-    _deliveries_of(WebhookEvent.__table__.c).where(WebhookEvent.id.in_(bindparam("event_ids", expanding=True))),
+    .join(WebhookEndpoint, WebhookEndpoint.creator_id == WebhookEvent.creator_id)
+    .where(
+        WebhookEvent.id.in_(bindparam("event_ids", expanding=True)),
+        WebhookEndpoint.enabled.is_(True),
+        WebhookEndpoint.event_types.like(literal("%,", String) + WebhookEvent.type + literal(",%", String)),
+    )
+    .order_by(WebhookEvent.id, WebhookEndpoint.id),
 )
 
 
 def _write_events(connection: Connection, events: list[dict[str, Any]]) -> None:
-    """Insert the events and their deliveries: two statements, whatever their number."""
-    event_ids = connection.execute(_INSERT_EVENTS, events).scalars().all()
-    connection.execute(_FAN_OUT, {"event_ids": event_ids})
+    """Insert the events, in one statement whatever their number; the worker dispatches them."""
+    connection.execute(_INSERT_EVENTS, events)
+
+
+def dispatch_events(*, limit: int = DISPATCH_BATCH, engine: Engine | None = None) -> int:
+    """The worker's first step: turn new events into deliveries to the endpoints subscribed now; how many events.
+
+    Events are taken oldest first; on PostgreSQL several workers skip each other's (`SKIP LOCKED`),
+    so each event is dispatched once. The deliveries and the mark are one transaction.
+    """
+    engine = engine or get_engine()
+    undispatched = (
+        select(WebhookEvent.id).where(WebhookEvent.dispatched.is_(False)).order_by(WebhookEvent.id).limit(limit)
+    )
+    with read_session(engine) as session:  # most polls find nothing: they take no lock
+        if session.exec(undispatched.limit(1)).first() is None:
+            return 0
+    if not is_sqlite(engine):
+        undispatched = undispatched.with_for_update(skip_locked=True)
+    with write_session(engine) as session:
+        event_ids = list(session.exec(undispatched))
+        if event_ids:
+            session.connection().execute(_DISPATCH, {"event_ids": event_ids})
+            session.exec(update(WebhookEvent).where(WebhookEvent.id.in_(event_ids)).values(dispatched=True))
+    return len(event_ids)
 
 
 def _deliver_to(session: Session, *, event_id: int, endpoint_id: int, now: datetime) -> None:
@@ -609,11 +612,14 @@ class EventPage:
 
 def envelope(event: WebhookEvent) -> dict[str, Any]:
     """The event as receivers get it: the body of a delivery, and an item of `GET /api/v1/events`."""
+    data = json.loads(event.data)
+    if event.ledger_entry_id is not None:
+        data["transaction_id"] = event.ledger_entry_id
     return {
         "id": event.public_id,
         "type": event.type,
         "created_at": event.created_at.isoformat().replace("+00:00", "Z"),
-        "data": json.loads(event.data),
+        "data": data,
     }
 
 
@@ -633,6 +639,8 @@ def list_events(
     statement = select(WebhookEvent).where(WebhookEvent.creator_id == creator_id)
     if event_type is not None:
         statement = statement.where(WebhookEvent.type == event_type)
+        if event_type != "credits.debited":  # the very condition of the index of the other types, so it is used
+            statement = statement.where(text("webhook_event.type <> 'credits.debited'"))
     if cursor is not None:
         statement = statement.where(WebhookEvent.id < decode_cursor(cursor))
     statement = statement.order_by(WebhookEvent.id.desc()).limit(limit + 1)
