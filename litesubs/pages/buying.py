@@ -306,6 +306,8 @@ def _wallet_account(account: rx.Var) -> rx.Component:
                             size="2",
                             on_click=WalletState.buy_again(pack["public_id"]),
                             disabled=WalletState.buying != "",
+                            # Long pack names wrap on a phone instead of running off the card.
+                            class_name="h-auto min-h-8 py-1 whitespace-normal text-left",
                         ),
                     ),
                     gap="2",
