@@ -8,7 +8,13 @@ from litesubs import routes
 from litesubs.api.app import create_api
 from litesubs.pages.account import account_page
 from litesubs.pages.api_keys import api_keys_page
-from litesubs.pages.auth import login_page, register_page
+from litesubs.pages.auth import (
+    forgot_password_page,
+    login_page,
+    register_page,
+    reset_password_page,
+    verify_email_page,
+)
 from litesubs.pages.buying import buy_page, checkout_success_page, test_checkout_page, wallet_page
 from litesubs.pages.customers import customer_page, customers_page
 from litesubs.pages.dashboard import dashboard_page
@@ -18,7 +24,13 @@ from litesubs.pages.payouts import payouts_page
 from litesubs.pages.webhooks import webhooks_page
 from litesubs.startup import migrate_on_start, settings_or_exit
 from litesubs.state.api_keys import ApiKeysState
-from litesubs.state.auth import AccountSettingsState, AuthFormState
+from litesubs.state.auth import (
+    AccountSettingsState,
+    AuthFormState,
+    ForgotPasswordState,
+    ResetPasswordState,
+    VerifyEmailState,
+)
 from litesubs.state.buying import BuyState, CheckoutSuccessState, TestCheckoutState, WalletState
 from litesubs.state.customers import CustomersState, CustomerState
 from litesubs.state.dashboard import DashboardState
@@ -45,6 +57,21 @@ app.add_page(
     register_page, route=routes.REGISTER, title="Create your account · Litesubs", on_load=AuthFormState.open_form
 )
 app.add_page(login_page, route=routes.LOGIN, title="Sign in · Litesubs", on_load=AuthFormState.open_form)
+app.add_page(
+    forgot_password_page,
+    route=routes.FORGOT_PASSWORD,
+    title="Forgot password · Litesubs",
+    on_load=ForgotPasswordState.open_form,
+)
+app.add_page(
+    reset_password_page,
+    route=routes.RESET_PASSWORD,
+    title="Choose a new password · Litesubs",
+    on_load=ResetPasswordState.check_link,
+)
+app.add_page(
+    verify_email_page, route=routes.VERIFY_EMAIL, title="Confirm your email · Litesubs", on_load=VerifyEmailState.verify
+)
 
 app.add_page(dashboard_page, route=routes.DASHBOARD, title="Overview · Litesubs", on_load=DashboardState.load)
 app.add_page(packs_page, route=routes.PACKS, title="Packs · Litesubs", on_load=PacksState.load)

@@ -46,6 +46,38 @@ class User(SQLModel, table=True):
     password_hash: str = Field(max_length=80)
     is_active: bool = True
     created_at: datetime = Field(default_factory=utcnow)
+    # Set when the owner opened a verification link sent to `email`; a changed email starts unverified.
+    email_verified_at: datetime | None = None
+    # Mail the user chose: as a creator, a mail per sale (on by default) and a mail to buyers whose balance
+    # falls below the low-balance threshold (off by default).
+    sale_mail: bool = Field(default=True, sa_column_kwargs={"server_default": text("true")})
+    low_balance_mail: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
+
+
+class AccountToken(SQLModel, table=True):
+    """A single-use link sent by mail: a password reset, or the verification of an email address.
+
+    The mail holds the random token, the database only its SHA-256. `email` is the address the mail
+    went to (for a verification, the address being verified); `password_fingerprint` ties a reset to
+    the password it replaces, so a changed password voids it.
+    """
+
+    __tablename__ = "account_token"
+    __table_args__ = (
+        CheckConstraint("purpose IN ('password_reset', 'email_verification')", name="ck_account_token_purpose"),
+        Index("ix_account_token_user_purpose", "user_id", "purpose", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(sa_column=_fk("user.id", index=False))
+    purpose: str = Field(max_length=32)
+    token_hash: str = Field(max_length=64, unique=True)
+    email: str = Field(max_length=320)
+    password_fingerprint: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    used_at: datetime | None = None
+    superseded_at: datetime | None = None
 
 
 class UserSession(SQLModel, table=True):

@@ -14,3 +14,6 @@ WALLET = "/wallet"
 BUY = "/buy"
 CHECKOUT = "/checkout"
 CHECKOUT_SUCCESS = "/checkout/success"
+FORGOT_PASSWORD = "/forgot-password"  # noqa: S105 - a route, not a password
+RESET_PASSWORD = "/reset-password"  # noqa: S105 - a route, not a password
+VERIFY_EMAIL = "/verify-email"

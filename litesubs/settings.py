@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from email.utils import parseaddr
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse
@@ -35,6 +36,9 @@ class Settings:
     allow_http_webhooks: bool = False
     # The app process runs the background worker itself; 0 when `python -m litesubs worker` runs alone.
     embedded_worker: bool = True
+    # Where mail goes (smtp://user:pass@host:587 with STARTTLS when offered, smtps:// implicit TLS); None: the log.
+    smtp_url: str | None = field(default=None, repr=False)
+    mail_from: str = "Litesubs <no-reply@localhost>"
 
     @property
     def test_mode(self) -> bool:
@@ -103,6 +107,30 @@ def _check_fee_percent(value: str | None) -> Decimal:
     return percent
 
 
+def _check_smtp_url(value: str) -> str:
+    parsed = urlparse(value)
+    try:
+        parsed.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.scheme not in ("smtp", "smtps") or not parsed.hostname:
+        # The value is not repeated: it may hold a password.
+        raise SettingsError("SMTP_URL must look like smtp://user:password@host:587 or smtps://host:465")
+    return value
+
+
+def _check_mail_from(value: str) -> str:
+    _name, address = parseaddr(value)
+    if "@" not in address or any(char in value for char in "\r\n"):
+        raise SettingsError(f"MAIL_FROM must be an address such as 'Litesubs <no-reply@example.com>', got {value!r}")
+    return value
+
+
+def _host_of(url: str) -> str:
+    host = urlparse(url).hostname or "localhost"
+    return host if "." in host or host == "localhost" else "localhost"
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Read the settings from `environ` (default: the process environment)."""
     env = dict(os.environ if environ is None else environ)
@@ -122,9 +150,11 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     redis_url = _optional(env, "REDIS_URL")
     if redis_url and urlparse(redis_url).scheme not in ("redis", "rediss", "unix"):
         raise SettingsError(f"REDIS_URL must start with redis:// or rediss://, got {redis_url!r}")
+    base_url = _check_http_url("LITESUBS_BASE_URL", _optional(env, "LITESUBS_BASE_URL") or DEFAULT_BASE_URL)
+    smtp_url = _optional(env, "SMTP_URL")
     return Settings(
         database_url=_check_database_url(_optional(env, "DATABASE_URL") or DEFAULT_DATABASE_URL),
-        base_url=_check_http_url("LITESUBS_BASE_URL", _optional(env, "LITESUBS_BASE_URL") or DEFAULT_BASE_URL),
+        base_url=base_url,
         stripe_secret_key=stripe_secret_key,
         stripe_webhook_secret=stripe_webhook_secret,
         stripe_api_base=_check_http_url("STRIPE_API_BASE", api_base) if api_base else None,
@@ -133,6 +163,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         platform_fee_percent=platform_fee_percent,
         allow_http_webhooks=_flag(env, "LITESUBS_ALLOW_HTTP_WEBHOOKS", default=False),
         embedded_worker=_flag(env, "LITESUBS_EMBEDDED_WORKER", default=True),
+        smtp_url=_check_smtp_url(smtp_url) if smtp_url else None,
+        mail_from=_check_mail_from(_optional(env, "MAIL_FROM") or f"Litesubs <no-reply@{_host_of(base_url)}>"),
     )
 
 

@@ -25,14 +25,15 @@ from sqlalchemy import Engine, make_url
 
 from litesubs.db import get_engine, is_sqlite
 from litesubs.models import utcnow
-from litesubs.services import holds, ledger, outbox, webhooks
+from litesubs.services import holds, ledger, mail, outbox, webhooks
+from litesubs.services.mail import MailDeliverer
 from litesubs.services.webhook_delivery import WebhookDeliverer
 from litesubs.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
 # Who delivers each kind of outbox message.
-DELIVERERS: dict[str, outbox.Deliverer] = {webhooks.WEBHOOK_KIND: WebhookDeliverer()}
+DELIVERERS: dict[str, outbox.Deliverer] = {webhooks.WEBHOOK_KIND: WebhookDeliverer(), mail.EMAIL_KIND: MailDeliverer()}
 IDLE_POLL_SECONDS = 0.3  # an event reaches its receiver well within a second
 ERROR_PAUSE_SECONDS = 5
 EXPIRY_SWEEP_EVERY = timedelta(minutes=1)

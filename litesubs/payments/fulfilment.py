@@ -31,6 +31,7 @@ from litesubs.payments.connect import charge_account_of, platform_fee
 from litesubs.services import webhooks
 from litesubs.services.customers import SUSPENDED, get_or_create_customer_in_session
 from litesubs.services.ledger import Actor, grant_in_session, lock_customer, take_back_lot
+from litesubs.services.purchase_mail import purchase_paid, purchase_refunded
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,7 @@ def fulfil_checkout_in_session(session: Session, checkout: Mapping[str, Any], *,
         expires_at=order.pack.expires_at,
         purchase_id=purchase.id,
     )
+    purchase_paid(session, purchase, customer, now=now)
     _count_purchase(session, customer, credits=purchase.credits, now=now)
     webhooks.purchase_completed(
         session, purchase, customer, pack_public_id=order.pack.public_id, pack_name=order.pack.name
@@ -168,6 +170,7 @@ def refund_charge_in_session(session: Session, charge: Mapping[str, Any], *, now
     if purchase.status == PAID:  # the customer's purchase totals count paid purchases only
         customer.credits_purchased -= purchase.credits
         session.add(customer)
+    purchase_refunded(session, purchase, customer, now=now)
     purchase.refunded_at = now
     _settle(session, purchase, REFUNDED)
     webhooks.purchase_refunded(session, purchase, customer, credits_taken_back=-taken_back.delta if taken_back else 0)

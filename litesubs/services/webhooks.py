@@ -60,6 +60,7 @@ from litesubs.models import (
 from litesubs.services import outbox
 from litesubs.services.cursors import decode_cursor, encode_cursor
 from litesubs.services.errors import InvalidRequest, NotFound
+from litesubs.services.low_balance_mail import queue_low_balance_mail
 from litesubs.services.url_safety import resolve_safe
 from litesubs.settings import get_settings
 
@@ -435,6 +436,9 @@ def credits_changed(
             if threshold is not None and after < threshold <= after - delta:
                 data = {**customer, "balance": after, "threshold": threshold}
                 events.append(_event_row(creator_id, "credits.low", data, now=at, entry_id=entry_id))
+                queue_low_balance_mail(
+                    connection, creator_id=creator_id, customer_id=entry["customer_id"], balance=after, now=at
+                )
             if after == 0:
                 data = {**customer, "balance": 0}
                 events.append(_event_row(creator_id, "credits.depleted", data, now=at, entry_id=entry_id))

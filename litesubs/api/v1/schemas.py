@@ -129,6 +129,10 @@ class _FromAttributes(BaseModel):
 class CustomerPublic(_FromAttributes):
     id: int
     email: str
+    email_verified: bool = Field(
+        description="Whether the buyer proved they own `email` by opening a link mailed to it: trust an "
+        "email reference only when true."
+    )
     name: str
     status: Literal["active", "suspended"]
     balance: int = Field(description="Credits the customer can spend now.")
