@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from litesubs.models import Pack, User
 from litesubs.payments.checkout import pay_test_checkout, start_checkout
-from litesubs.services import webhooks
+from litesubs.services import holds, webhooks
 from litesubs.services.errors import InsufficientCredits
 from litesubs.services.ledger import Actor, debit, grant
 from litesubs.services.packs import set_pack_active
@@ -94,6 +94,21 @@ def test_crossing_the_threshold_mails_once_per_crossing_with_buy_again(
     grant(creator_id=creator.id, customer_id=customer_id, amount=50, actor=API_KEY, engine=fresh_engine)  # 60
     debit(creator_id=creator.id, customer_id=customer_id, amount=45, actor=API_KEY, engine=fresh_engine)  # 15
     assert len(_low_mails(fresh_engine, buyer)) == 2
+    assert_invariants(fresh_engine, customer_id)
+
+
+def test_a_hold_crossing_the_threshold_mails_as_a_debit_would(fresh_engine: Engine) -> None:
+    """Held credits cannot be spent: placing a hold lowers the balance the mail watches (on PostgreSQL through the
+    holds' hot path); capturing or releasing it does not mail again."""
+    creator = _creator(fresh_engine)
+    buyer, _pack, customer_id = _bought(fresh_engine, creator)
+    hold = holds.place_hold(
+        creator_id=creator.id, customer_id=customer_id, amount=85, actor=API_KEY, engine=fresh_engine
+    )
+    (row,) = _low_mails(fresh_engine, buyer)
+    assert "15 credits" in row.payload
+    holds.capture_hold(creator_id=creator.id, hold_id=hold.id, amount=5, actor=API_KEY, engine=fresh_engine)  # 95
+    assert len(_low_mails(fresh_engine, buyer)) == 1
     assert_invariants(fresh_engine, customer_id)
 
 
