@@ -30,6 +30,7 @@ from litesubs.services.webhook_delivery import WebhookDeliverer
 from tests.conftest import create_user
 from tests.factories import make_pack
 from tests.invariants import assert_invariants
+from tests.ledger_factories import balance_of
 from tests.webhook_receiver import Receiver, running_receiver
 
 LOCAL = {webhooks.WEBHOOK_KIND: WebhookDeliverer(allow_local=True)}
@@ -634,3 +635,33 @@ def test_200_racing_debits_make_exactly_200_debit_events(postgres_engine: Engine
     assert len(messages_of(engine, endpoint)) == 206
     deliver(engine)
     assert len({request.webhook_id for request in receiver.verified()}) == 206
+
+
+def test_racing_holds_and_captures_make_a_debit_event_each(postgres_engine: Engine, receiver: Receiver) -> None:
+    """On the holds' hot paths: 60 holds placed and captured in parallel, racing 60 debits of the same customer."""
+    engine = postgres_engine
+    creator = create_user(engine)
+    endpoint_for(engine, creator, receiver, event_types=["credits.debited"])
+    customer_id = a_customer(engine, creator, credits=300)
+
+    def hold_and_capture(index: int) -> tuple[int, int]:
+        hold = holds.place_hold(creator_id=creator.id, customer_id=customer_id, amount=4, actor=CREATOR, engine=engine)
+        amount, key = index % 4 + 1, secrets.token_hex(8)
+        ending = holds.capture_hold(
+            creator_id=creator.id, hold_id=hold.id, amount=amount, actor=CREATOR, idempotency_key=key, engine=engine
+        )
+        return ending.transaction.entry_id, amount
+
+    def spend(_index: int) -> int:
+        result = ledger.debit(creator_id=creator.id, customer_id=customer_id, amount=1, actor=CREATOR, engine=engine)
+        return result.entry_id
+
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        captures, debits = pool.map(hold_and_capture, range(60)), pool.map(spend, range(60))
+        captured, debit_ids = dict(captures), list(debits)
+    debited = {event.ledger_entry_id: json.loads(event.data) for event in events_of(engine, creator, "credits.debited")}
+    assert len(debited) == 120
+    assert {entry_id: -data["delta"] for entry_id, data in debited.items() if "hold_id" in data} == captured
+    assert sorted(entry_id for entry_id, data in debited.items() if "hold_id" not in data) == sorted(debit_ids)
+    assert balance_of(engine, customer_id) == 300 - sum(captured.values()) - 60
+    assert_invariants(engine, customer_id)
