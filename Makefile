@@ -21,10 +21,11 @@ $(PYTHON):
 migrate: .deps-installed
 	$(PYTHON) -m litesubs migrate
 
-# The app on one port, as users run it: pages, websocket, /api/v1, webhook and exports together.
+# The app on one port, as users run it: pages, websocket, /api/v1, webhook and exports together, and the
+# background worker. Webhook endpoints on localhost (http://localhost:8080/...) are allowed for trying them out.
 run: migrate
 	@echo "Litesubs: http://localhost:3000  (fill it with demo data: $(PYTHON) -m litesubs demo)"
-	$(MAKE) --no-print-directory serve PORT=3000
+	LITESUBS_ALLOW_HTTP_WEBHOOKS=$${LITESUBS_ALLOW_HTTP_WEBHOOKS:-1} $(MAKE) --no-print-directory serve PORT=3000
 
 # Hot reload while working on the UI: pages on :3000, the backend (and so /api/...) on :8000.
 dev: migrate

@@ -56,6 +56,31 @@ def _purge_idempotency_records(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _reset_link(args: argparse.Namespace) -> int:
+    from litesubs.services.account_tokens import LinkRefused
+    from litesubs.services.password_reset import LIFETIME, reset_link
+
+    try:
+        link = reset_link(email=args.email)
+    except LinkRefused as error:
+        print(f"litesubs: {error.message}", file=sys.stderr)
+        return 1
+    hours = int(LIFETIME.total_seconds() // 3600)
+    print(f"Reset link for {args.email.strip().lower()} (works once, for {hours} hour; earlier links stop working):")
+    print(link)
+    return 0
+
+
+def _worker(_args: argparse.Namespace) -> int:
+    import logging
+
+    from litesubs.worker import run_forever
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run_forever()
+    return 0
+
+
 def _demo(_args: argparse.Namespace) -> int:
     from litesubs.demo import create_demo
     from litesubs.migrations import migrate
@@ -74,6 +99,8 @@ COMMANDS = {
     "check-config": (_check_config, "validate the configuration and check that the database and Redis answer"),
     "expire-credits": (_expire_credits, "release every expired hold and expire every credit lot whose time has passed"),
     "purge-idempotency-records": (_purge_idempotency_records, "delete idempotency records older than 24 hours"),
+    "reset-link": (_reset_link, "print a password reset link for EMAIL, for when mail does not arrive"),
+    "worker": (_worker, "deliver webhooks and sweep expiries (with LITESUBS_EMBEDDED_WORKER=0 in the app)"),
     "demo": (_demo, "fill the database with a demo creator, packs and a few hundred customers"),
 }
 
@@ -82,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m litesubs", description="Litesubs operator commands")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (_handler, help_text) in COMMANDS.items():
-        sub.add_parser(name, help=help_text)
+        command = sub.add_parser(name, help=help_text)
+        if name == "reset-link":
+            command.add_argument("email", help="the account's email address")
     args = parser.parse_args(argv)
     try:
         get_settings()

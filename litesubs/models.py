@@ -9,7 +9,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Index, Integer, Text, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 
@@ -34,6 +46,38 @@ class User(SQLModel, table=True):
     password_hash: str = Field(max_length=80)
     is_active: bool = True
     created_at: datetime = Field(default_factory=utcnow)
+    # Set when the owner opened a verification link sent to `email`; a changed email starts unverified.
+    email_verified_at: datetime | None = None
+    # Mail the user chose: as a creator, a mail per sale (on by default) and a mail to buyers whose balance
+    # falls below the low-balance threshold (off by default).
+    sale_mail: bool = Field(default=True, sa_column_kwargs={"server_default": text("true")})
+    low_balance_mail: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
+
+
+class AccountToken(SQLModel, table=True):
+    """A single-use link sent by mail: a password reset, or the verification of an email address.
+
+    The mail holds the random token, the database only its SHA-256. `email` is the address the mail
+    went to (for a verification, the address being verified); `password_fingerprint` ties a reset to
+    the password it replaces, so a changed password voids it.
+    """
+
+    __tablename__ = "account_token"
+    __table_args__ = (
+        CheckConstraint("purpose IN ('password_reset', 'email_verification')", name="ck_account_token_purpose"),
+        Index("ix_account_token_user_purpose", "user_id", "purpose", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(sa_column=_fk("user.id", index=False))
+    purpose: str = Field(max_length=32)
+    token_hash: str = Field(max_length=64, unique=True)
+    email: str = Field(max_length=320)
+    password_fingerprint: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    used_at: datetime | None = None
+    superseded_at: datetime | None = None
 
 
 class UserSession(SQLModel, table=True):
@@ -353,3 +397,119 @@ class IdempotencyRecord(SQLModel, table=True):
     request_hash: str = Field(max_length=64)
     outcome: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    """A URL of the creator's own software that receives signed events (Standard Webhooks)."""
+
+    __tablename__ = "webhook_endpoint"
+
+    id: int | None = Field(default=None, primary_key=True)
+    creator_id: int = Field(sa_column=_fk("user.id"))
+    url: str = Field(max_length=2000)
+    # The event types it receives, comma-separated with a comma at each end (",purchase.completed,credits.low,"),
+    # so one LIKE in SQL tells whether it wants a type.
+    event_types: str = Field(max_length=1000)
+    secret: str = Field(max_length=120)
+    # After a rotation the old secret signs too, until it expires.
+    previous_secret: str | None = Field(default=None, max_length=120)
+    previous_secret_expires_at: datetime | None = None
+    enabled: bool = True
+    disabled_reason: str | None = Field(default=None, max_length=300)
+    # Failing streak: since when deliveries fail, and how many deliveries in a row failed for good.
+    failing_since: datetime | None = None
+    failed_deliveries: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class WebhookSettings(SQLModel, table=True):
+    """A creator's webhook settings that are not per endpoint."""
+
+    __tablename__ = "webhook_settings"
+
+    creator_id: int = Field(sa_column=Column(Integer, ForeignKey("user.id", ondelete="RESTRICT"), primary_key=True))
+    # `credits.low` is sent when a customer's balance falls below this; None: never.
+    credits_low_threshold: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class WebhookEvent(SQLModel, table=True):
+    """Something that happened to a creator's data, written in the same transaction as the change itself.
+
+    Its public id (`evt_<id>`, the `webhook-id` of its deliveries) is made from `id`, so the busiest
+    writer of events, the debit, maintains no index of random strings. Until the worker has turned it
+    into deliveries (one per subscribed endpoint), `dispatched` is false.
+    """
+
+    __tablename__ = "webhook_event"
+    __table_args__ = (
+        Index("ix_webhook_event_creator", "creator_id", "id"),
+        # For listing one type; debits, the many, are listed by the index above and skip this one.
+        Index(
+            "ix_webhook_event_creator_type",
+            "creator_id",
+            "type",
+            "id",
+            postgresql_where=text("type <> 'credits.debited'"),
+            sqlite_where=text("type <> 'credits.debited'"),
+        ),
+        Index(
+            "ix_webhook_event_undispatched",
+            "id",
+            postgresql_where=text("NOT dispatched"),
+            sqlite_where=text("NOT dispatched"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    creator_id: int = Field(sa_column=_fk("user.id", index=False))
+    type: str = Field(max_length=40)
+    data: str = Field(sa_column=Column(Text, nullable=False))
+    # The ledger entry a `credits.*` event tells of (its `transaction_id`); no foreign key, to keep the debit lean.
+    ledger_entry_id: int | None = None
+    dispatched: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
+    created_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def public_id(self) -> str:
+        return f"evt_{self.id}"
+
+
+class OutboxMessage(SQLModel, table=True):
+    """Something to send outward (a webhook delivery; later an email), delivered by the worker at least once.
+
+    Written in the transaction of the change it reports; `pending` until delivered, retried on
+    `next_attempt_at`. A worker holding it sets `leased_until`, after which another may take it over.
+    """
+
+    __tablename__ = "outbox_message"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'delivered', 'failed', 'cancelled')", name="ck_outbox_status"),
+        Index(
+            "ix_outbox_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        Index("ix_outbox_endpoint", "webhook_endpoint_id", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16)
+    webhook_event_id: int | None = Field(default=None, sa_column=_fk("webhook_event.id", nullable=True, index=False))
+    webhook_endpoint_id: int | None = Field(
+        default=None, sa_column=_fk("webhook_endpoint.id", nullable=True, index=False)
+    )
+    # What a kind without rows of its own needs to send (an email's JSON).
+    payload: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    status: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    leased_until: datetime | None = None
+    last_attempt_at: datetime | None = None
+    last_status_code: int | None = None
+    last_response: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    last_error: str | None = Field(default=None, max_length=500)
+    delivered_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)

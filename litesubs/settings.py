@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from email.utils import parseaddr
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse
@@ -37,6 +38,13 @@ class Settings:
     trusted_proxies: int = 0
     # API v1 requests a second per key (bursts up to twice that).
     api_rate_limit: int = DEFAULT_API_RATE_LIMIT
+    # Webhook endpoints may be plain http on this machine (localhost): for tests and `make run`.
+    allow_http_webhooks: bool = False
+    # The app process runs the background worker itself; 0 when `python -m litesubs worker` runs alone.
+    embedded_worker: bool = True
+    # Where mail goes (smtp://user:pass@host:587 with STARTTLS when offered, smtps:// implicit TLS); None: the log.
+    smtp_url: str | None = field(default=None, repr=False)
+    mail_from: str = "Litesubs <no-reply@localhost>"
 
     @property
     def test_mode(self) -> bool:
@@ -62,6 +70,17 @@ def masked(url: str) -> str:
     credentials, _at, host = parsed.netloc.rpartition("@")
     user = credentials.split(":", 1)[0]
     return parsed._replace(netloc=f"{user}:***@{host}").geturl()
+
+
+def _flag(environ: dict[str, str], name: str, *, default: bool) -> bool:
+    value = _optional(environ, name)
+    if value is None:
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be 1 or 0, got {value!r}")
 
 
 def _check_http_url(name: str, value: str) -> str:
@@ -108,14 +127,6 @@ def _check_payments_configured(env: dict[str, str], *, base_url: str, stripe_sec
     )
 
 
-def _check_flag(name: str, value: str | None) -> bool:
-    if value is None or value.lower() in ("0", "false", "no", "off"):
-        return False
-    if value.lower() in ("1", "true", "yes", "on"):
-        return True
-    raise SettingsError(f"{name} must be 1 or 0, got {value!r}")
-
-
 def _check_fee_percent(value: str | None) -> Decimal:
     """LITESUBS_PLATFORM_FEE_PERCENT: a number from 0 to 50 with at most two decimals (default 0)."""
     if value is None:
@@ -132,6 +143,30 @@ def _check_fee_percent(value: str | None) -> Decimal:
     return percent
 
 
+def _check_smtp_url(value: str) -> str:
+    parsed = urlparse(value)
+    try:
+        parsed.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.scheme not in ("smtp", "smtps") or not parsed.hostname:
+        # The value is not repeated: it may hold a password.
+        raise SettingsError("SMTP_URL must look like smtp://user:password@host:587 or smtps://host:465")
+    return value
+
+
+def _check_mail_from(value: str) -> str:
+    _name, address = parseaddr(value)
+    if "@" not in address or any(char in value for char in "\r\n"):
+        raise SettingsError(f"MAIL_FROM must be an address such as 'Litesubs <no-reply@example.com>', got {value!r}")
+    return value
+
+
+def _host_of(url: str) -> str:
+    host = urlparse(url).hostname or "localhost"
+    return host if "." in host or host == "localhost" else "localhost"
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Read the settings from `environ` (default: the process environment)."""
     env = dict(os.environ if environ is None else environ)
@@ -141,7 +176,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         raise SettingsError("STRIPE_SECRET_KEY must be a Stripe secret key starting with sk_ or rk_")
     if stripe_secret_key and not stripe_webhook_secret:
         raise SettingsError("STRIPE_WEBHOOK_SECRET is required when STRIPE_SECRET_KEY is set (whsec_...)")
-    stripe_connect = _check_flag("STRIPE_CONNECT", _optional(env, "STRIPE_CONNECT"))
+    stripe_connect = _flag(env, "STRIPE_CONNECT", default=False)
     if stripe_connect and not stripe_secret_key:
         raise SettingsError("STRIPE_CONNECT=1 needs STRIPE_SECRET_KEY, the secret key of your Stripe Connect platform")
     platform_fee_percent = _check_fee_percent(_optional(env, "LITESUBS_PLATFORM_FEE_PERCENT"))
@@ -153,6 +188,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         raise SettingsError(f"REDIS_URL must start with redis:// or rediss://, got {masked(redis_url)!r}")
     base_url = _check_http_url("LITESUBS_BASE_URL", _optional(env, "LITESUBS_BASE_URL") or DEFAULT_BASE_URL)
     _check_payments_configured(env, base_url=base_url, stripe_secret_key=stripe_secret_key)
+    smtp_url = _optional(env, "SMTP_URL")
     return Settings(
         database_url=_check_database_url(_optional(env, "DATABASE_URL") or DEFAULT_DATABASE_URL),
         base_url=base_url,
@@ -166,6 +202,10 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         api_rate_limit=_whole_number(
             env, "LITESUBS_API_RATE_LIMIT", default=DEFAULT_API_RATE_LIMIT, lowest=1, highest=1_000_000
         ),
+        allow_http_webhooks=_flag(env, "LITESUBS_ALLOW_HTTP_WEBHOOKS", default=False),
+        embedded_worker=_flag(env, "LITESUBS_EMBEDDED_WORKER", default=True),
+        smtp_url=_check_smtp_url(smtp_url) if smtp_url else None,
+        mail_from=_check_mail_from(_optional(env, "MAIL_FROM") or f"Litesubs <no-reply@{_host_of(base_url)}>"),
     )
 
 

@@ -17,6 +17,7 @@ from litesubs.settings import REPO_ROOT, get_settings
 from tests.app_server import AppServer, start_app_server
 from tests.browser import DESKTOP, PageProblems, launch_chromium
 from tests.databases import postgres_database, postgres_reachable, sqlite_database
+from tests.mail_server import MailServer
 
 # bcrypt at its lowest cost, so the suite hashes in milliseconds (see litesubs/services/accounts.py).
 os.environ.setdefault("LITESUBS_BCRYPT_ROUNDS", "4")
@@ -74,17 +75,30 @@ def create_user(engine: Engine, *, name: str = "Test User", email: str | None = 
 
 
 @pytest.fixture(scope="session")
-def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
-    """The production build on a free port with a fresh SQLite database, once per test run.
+def mail_server() -> Iterator[MailServer]:
+    """A real SMTP server that receives the running app's mail."""
+    server = MailServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory: pytest.TempPathFactory, mail_server: MailServer) -> Iterator[AppServer]:
+    """The production build on a free port with a fresh SQLite database, once per test run; mail to `mail_server`.
 
     It trusts one proxy hop, as behind the README's reverse proxy: a browser context that sends
     X-Forwarded-For is that client; without the header, the client is the connection's address.
     """
     directory = tmp_path_factory.mktemp("app")
     with sqlite_database(directory) as url:
-        server = start_app_server(
-            url, ARTIFACTS / "app-server.log", directory, extra_env={"LITESUBS_TRUSTED_PROXIES": "1"}
-        )
+        environment = {
+            # Webhook endpoints on 127.0.0.1 (the tests' receivers) are allowed, as `make run` allows them.
+            "LITESUBS_ALLOW_HTTP_WEBHOOKS": "1",
+            "SMTP_URL": mail_server.url,
+            "MAIL_FROM": "Litesubs <no-reply@litesubs.test>",
+            "LITESUBS_TRUSTED_PROXIES": "1",
+        }
+        server = start_app_server(url, ARTIFACTS / "app-server.log", directory, environment)
         yield server
         server.stop()
 
@@ -131,3 +145,17 @@ def app_database(monkeypatch: pytest.MonkeyPatch, database_url: str) -> Iterator
     yield database_url
     get_settings.cache_clear()
     get_engine.cache_clear()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def fresh_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """A migrated database of its own for one test module, for tests that drain a whole table (the outbox)."""
+    if request.param == "sqlite":
+        context = sqlite_database(tmp_path_factory.mktemp("sqlite"))
+    else:
+        _require_postgres()
+        context = postgres_database()
+    with context as url:
+        engine = make_engine(url)
+        yield engine
+        engine.dispose()

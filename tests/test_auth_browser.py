@@ -53,16 +53,16 @@ def test_register_sign_out_and_sign_in_again(page: Page, app_server: AppServer) 
     page.goto("/register")
     page.screenshot(path=ARTIFACTS / "register-desktop.png", full_page=True)
     email = register(page, name="Grace Hopper")
-    expect(page).to_have_url(re.compile(r"/dashboard/?$"))
-    expect(page.get_by_role("heading", name="Welcome to Litesubs, Grace Hopper")).to_be_visible()
+    # Someone who has not created a pack starts in the buyer's app.
+    expect(page).to_have_url(re.compile(r"/wallet/?$"))
+    expect(page.get_by_role("heading", name="Wallet")).to_be_visible()
     user = stored_user(app_server, email)
     assert user is not None
     assert user.password_hash.startswith("$2")
     assert PASSWORD not in user.password_hash
-    page.screenshot(path=ARTIFACTS / "dashboard-desktop.png", full_page=True)
 
     page.reload()
-    expect(page.get_by_role("heading", name="Welcome to Litesubs, Grace Hopper")).to_be_visible()
+    expect(page.get_by_text("Grace Hopper")).to_be_visible()
 
     sign_out(page)
     page.goto("/dashboard")
@@ -70,6 +70,8 @@ def test_register_sign_out_and_sign_in_again(page: Page, app_server: AppServer) 
     page.screenshot(path=ARTIFACTS / "login-desktop.png", full_page=True)
     sign_in(page, email.upper())
     expect(page).to_have_url(re.compile(r"/dashboard/?$"))
+    expect(page.get_by_role("heading", name="Welcome to Litesubs, Grace Hopper")).to_be_visible()
+    page.screenshot(path=ARTIFACTS / "dashboard-desktop.png", full_page=True)
 
 
 def test_registration_errors_are_shown_next_to_the_field(page: Page) -> None:
@@ -112,7 +114,8 @@ def test_open_redirect_attempt_stays_on_site(page: Page, app_server: AppServer) 
     for evil in ("https://evil.example", "//evil.example", "/\\evil.example"):
         page.goto(f"/login?next={evil}")
         sign_in(page, email)
-        expect(page).to_have_url(re.compile(rf"^{re.escape(app_server.base_url)}/dashboard/?$"))
+        expect(page).to_have_url(re.compile(rf"^{re.escape(app_server.base_url)}/wallet/?$"))
+        expect(page.get_by_text("No credits yet")).to_be_visible()  # loaded: signing out cannot race its on_load
         sign_out(page)
 
 
@@ -120,7 +123,7 @@ def test_signing_out_in_one_tab_signs_out_every_tab(page: Page, app_engine: Engi
     context: BrowserContext = page.context
     page.goto("/register")
     register(page)
-    expect(page).to_have_url(re.compile(r"/dashboard/?$"))
+    expect(page).to_have_url(re.compile(r"/wallet/?$"))
     other = context.new_page()
     other.goto("/account")
     expect(other.get_by_label("Name")).to_be_visible()
@@ -139,7 +142,7 @@ def test_signing_out_in_one_tab_signs_out_every_tab(page: Page, app_engine: Engi
 def test_account_settings_change_name_and_password(page: Page) -> None:
     page.goto("/register")
     email = register(page, name="Old Name")
-    expect(page).to_have_url(re.compile(r"/dashboard/?$"))  # signed in before leaving the page
+    expect(page).to_have_url(re.compile(r"/wallet/?$"))  # signed in before leaving the page
     page.goto("/account")
     page.get_by_label("Name").fill("New Name")
     page.get_by_role("button", name="Save name").click()
@@ -160,7 +163,8 @@ def test_account_settings_change_name_and_password(page: Page) -> None:
 
     sign_out(page)
     sign_in(page, email, "a brand new password")
-    expect(page.get_by_role("heading", name="Welcome to Litesubs, New Name")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"/wallet/?$"))
+    expect(page.get_by_text("New Name")).to_be_visible()
 
 
 def test_behind_a_proxy_an_attacker_is_stopped_and_cannot_lock_the_owner_out(
@@ -186,8 +190,8 @@ def test_behind_a_proxy_an_attacker_is_stopped_and_cannot_lock_the_owner_out(
         owners_page = owner.new_page()
         owners_page.goto("/login")
         sign_in(owners_page, owner_email)
-        expect(owners_page).to_have_url(re.compile(r"/dashboard/?$"))
-        expect(owners_page.get_by_role("heading", name="Welcome to Litesubs, Owner")).to_be_visible()
+        expect(owners_page).to_have_url(re.compile(r"/wallet/?$"))  # a buyer's app: Owner has no packs
+        expect(owners_page.get_by_text("Owner", exact=True)).to_be_visible()
     finally:
         attacker.close()
         owner.close()

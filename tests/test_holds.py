@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from litesubs.cli import main
-from litesubs.models import CreditLot, Customer, utcnow
+from litesubs.models import CreditLot, Customer, Hold, utcnow
 from litesubs.services import holds
 from litesubs.services.customers import suspend_customer
 from litesubs.services.errors import (
@@ -24,6 +24,7 @@ from litesubs.services.errors import (
 )
 from litesubs.services.ledger import Actor, debit, get_balance, grant, list_entries
 from litesubs.services.overview import creator_overview
+from litesubs.worker import Worker
 from tests.conftest import use_database
 from tests.invariants import assert_invariants
 from tests.ledger_factories import balance_of, buy, entries_of, new_customer
@@ -287,6 +288,23 @@ def test_the_sweep_releases_every_due_hold(engine: Engine, now: datetime) -> Non
     assert holds.release_expired(now=later, engine=engine) == holds.HoldSweep(0, 0)
     for customer in (first, second):
         assert_invariants(engine, customer.id, now=later)
+
+
+def test_the_workers_sweep_releases_due_holds_before_expiring_lots(engine: Engine, now: datetime) -> None:
+    customer, lots = _customer_with(engine, now, (5, timedelta(hours=1)), (20, None))
+    due = _hold(engine, customer, 10, now, expires_in=60)  # all 5 of the expiring lot, 5 of the other
+    later = now + timedelta(hours=2)
+
+    Worker(engine, deliverers={}).run_once(now=later)
+
+    with Session(engine) as session:  # as the sweep left it, without a read that would release the hold itself
+        swept = session.get(Customer, customer.id)
+        hold_status = session.get(Hold, due.id).status
+    assert (swept.balance, swept.held, hold_status) == (20, 0, "expired")
+    assert _remaining(engine, lots) == [0, 20]
+    kinds = [(entry.kind, entry.delta, entry.lot_id) for entry in entries_of(engine, customer.id)[-2:]]
+    assert kinds == [("release", 10, None), ("expiry", -5, lots[0])]
+    assert_invariants(engine, customer.id, now=later)
 
 
 def test_expire_credits_command_releases_due_holds(

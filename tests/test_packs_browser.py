@@ -82,7 +82,9 @@ def test_toggle_copy_link_and_edit(page: Page, app_server: AppServer, app_engine
     expect(card).to_contain_text("Disabled")
     assert creator_packs(app_engine, creator.id)[0].is_active is False
     card.get_by_role("switch").click()
-    expect(card).to_contain_text("On sale")
+    # The switch's own label always reads "On sale": wait for the switch, which turns on once the server saved it.
+    expect(card.get_by_role("switch")).to_be_checked()
+    expect(card).not_to_contain_text("Disabled")
     assert creator_packs(app_engine, creator.id)[0].is_active is True
 
     card.get_by_role("button", name="Copy link").click()

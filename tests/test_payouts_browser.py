@@ -112,6 +112,8 @@ def test_a_creator_connects_stripe_and_buyers_can_pay_once_stripe_is_done(
     expect(page).to_have_url(re.compile(r"/dashboard/payouts/?$"))
     expect(page.get_by_role("heading", name="Get paid")).to_be_visible()
     expect(page.get_by_role("link", name="Get paid").first).to_have_attribute("aria-current", "page")
+    creator_nav = ["Overview", "Packs", "Customers", "API keys", "Webhooks", "Get paid", "Wallet", "Account"]
+    expect(page.get_by_role("navigation").get_by_role("link")).to_have_text(creator_nav)
     expect(page.get_by_test_id("payout-state")).to_have_text("Not connected")
     expect(page.get_by_text("The platform keeps 10% of each sale; the rest is yours.")).to_be_visible()
     shot(page, "payouts-not-connected")

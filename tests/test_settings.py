@@ -21,6 +21,24 @@ def test_defaults_are_sqlite_in_the_repo_and_test_mode() -> None:
     assert settings.redis_url is None
 
 
+def test_mail_goes_to_the_log_by_default_and_comes_from_the_base_urls_host() -> None:
+    assert load_settings({}).smtp_url is None
+    assert load_settings({}).mail_from == "Litesubs <no-reply@localhost>"
+    settings = load_settings(
+        {
+            "LITESUBS_BASE_URL": "https://credits.example.com",
+            "LITESUBS_TEST_MODE": "1",
+            "SMTP_URL": "smtps://mailer:s%40cret@smtp.example.com",
+        }
+    )
+    assert settings.mail_from == "Litesubs <no-reply@credits.example.com>"
+    assert settings.smtp_url == "smtps://mailer:s%40cret@smtp.example.com"
+    assert "s%40cret" not in repr(settings)  # the password stays out of logs and error pages
+    with pytest.raises(SettingsError) as refused:
+        load_settings({"SMTP_URL": "smtp://mailer:hunter2@mail:notaport"})
+    assert "hunter2" not in str(refused.value)
+
+
 def test_postgres_urls_use_psycopg_3() -> None:
     settings = load_settings({"DATABASE_URL": "postgres://u:p@db:5432/ls"})
     assert settings.database_url == "postgresql+psycopg://u:p@db:5432/ls"
@@ -33,6 +51,15 @@ def test_stripe_mode_needs_key_and_webhook_secret() -> None:
         load_settings({"STRIPE_SECRET_KEY": "sk_test_1"})
 
 
+def test_the_embedded_worker_runs_and_webhooks_need_https_unless_told_otherwise() -> None:
+    defaults = load_settings({})
+    assert defaults.embedded_worker
+    assert not defaults.allow_http_webhooks
+    changed = load_settings({"LITESUBS_EMBEDDED_WORKER": "0", "LITESUBS_ALLOW_HTTP_WEBHOOKS": "1"})
+    assert not changed.embedded_worker
+    assert changed.allow_http_webhooks
+
+
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
@@ -41,6 +68,12 @@ def test_stripe_mode_needs_key_and_webhook_secret() -> None:
         ("STRIPE_SECRET_KEY", "pk_test_1", "must be a Stripe secret key"),
         ("STRIPE_API_BASE", "ftp://stripe", "STRIPE_API_BASE must be an http(s) URL"),
         ("REDIS_URL", "http://redis", "REDIS_URL must start with redis://"),
+        ("SMTP_URL", "http://mail:25", "SMTP_URL must look like smtp://"),
+        ("SMTP_URL", "smtp://:25", "SMTP_URL must look like smtp://"),
+        ("SMTP_URL", "smtp://mail:port", "SMTP_URL must look like smtp://"),
+        ("MAIL_FROM", "no address here", "MAIL_FROM must be an address"),
+        ("LITESUBS_EMBEDDED_WORKER", "maybe", "LITESUBS_EMBEDDED_WORKER must be 1 or 0"),
+        ("LITESUBS_ALLOW_HTTP_WEBHOOKS", "yes please", "LITESUBS_ALLOW_HTTP_WEBHOOKS must be 1 or 0"),
     ],
 )
 def test_bad_values_are_refused_with_a_clear_message(name: str, value: str, message: str) -> None:

@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from litesubs.db import get_engine
 from litesubs.models import Customer, User
-from litesubs.services import accounts
+from litesubs.services import accounts, email_verification
 from litesubs.services.customers import get_or_create_customer
 from litesubs.services.ledger import Actor, grant
 from litesubs.state.auth import AccountSettingsState
@@ -80,3 +80,17 @@ def test_customer_handlers_refuse_another_creators_customer_id(app_database: str
     with Session(get_engine()) as session:
         stored = session.get(Customer, customer.id)
         assert (stored.balance, stored.status) == (10, "active")
+
+
+def test_email_and_mail_settings_handlers_refuse_a_forged_token(user: User) -> None:
+    state = account_settings("forged-" + secrets.token_urlsafe(32))
+    result = AccountSettingsState.change_email.fn(
+        state, {"new_email": f"x-{secrets.token_hex(4)}@example.com", "email_password": PASSWORD}
+    )
+    assert "/login" in str(result)
+    assert "/login" in str(AccountSettingsState.set_sale_mail.fn(state, False))
+    assert "/login" in str(AccountSettingsState.send_verification_again.fn(state))
+    with Session(get_engine()) as session:
+        stored = session.get(User, user.id)
+    assert (stored.sale_mail, stored.email) == (True, user.email)
+    assert email_verification.pending_change(user_id=user.id) is None

@@ -14,14 +14,21 @@ NAV = [
     ("package", "Packs", routes.PACKS),
     ("users", "Customers", routes.CUSTOMERS),
     ("key-round", "API keys", routes.API_KEYS),
+    ("webhook", "Webhooks", routes.WEBHOOKS),
     *([("banknote", "Get paid", routes.PAYOUTS)] if get_settings().platform_mode else []),
     ("wallet", "Wallet", routes.WALLET),
     ("settings", "Account", routes.SETTINGS),
 ]
+# A user who never created a pack gets the buyer's app: their wallet and account, and a way to start selling.
+BUYER_NAV = [
+    ("wallet", "Wallet", routes.WALLET),
+    ("settings", "Account", routes.SETTINGS),
+]
+START_SELLING = ("store", "Start selling", f"{routes.PACKS}?new=1")
 
 
 def _nav_link(icon: str, label: str, href: str) -> rx.Component:
-    active = SessionState.router.url.path == href
+    active = SessionState.router.url.path == href.split("?")[0]
     return rx.link(
         rx.hstack(rx.icon(icon, size=18), rx.text(label, size="2", weight="medium"), align="center", spacing="3"),
         href=href,
@@ -52,7 +59,21 @@ def _sidebar() -> rx.Component:
     return rx.box(
         rx.vstack(
             brand(),
-            rx.vstack(*[_nav_link(*item) for item in NAV], spacing="1", width="100%", as_="nav"),
+            rx.el.nav(
+                rx.cond(
+                    SessionState.is_creator,
+                    rx.vstack(*[_nav_link(*item) for item in NAV], spacing="1", width="100%"),
+                    rx.vstack(
+                        *[_nav_link(*item) for item in BUYER_NAV],
+                        rx.separator(size="4", margin_y="0.5rem"),
+                        _nav_link(*START_SELLING),
+                        spacing="1",
+                        width="100%",
+                    ),
+                ),
+                aria_label="Main",
+                class_name="w-full",
+            ),
             rx.spacer(),
             _user_box(),
             spacing="6",
@@ -60,6 +81,41 @@ def _sidebar() -> rx.Component:
             padding="1.25rem",
         ),
         class_name="hidden md:block sticky top-0 h-screen w-60 shrink-0 border-r border-[var(--gray-a4)]",
+    )
+
+
+def _menu_link(label: str, href: str) -> rx.Component:
+    return rx.menu.item(rx.link(label, href=href, underline="none"))
+
+
+def _verification_banner() -> rx.Component:
+    """A quiet reminder until the user opens the link we mailed them; "Send again" mails a new one."""
+    return rx.cond(
+        (SessionState.user_name != "") & ~SessionState.email_verified,
+        rx.callout(
+            rx.hstack(
+                rx.text(
+                    "Please confirm your email address: open the link we sent to ",
+                    rx.text.strong(SessionState.user_email),
+                    ".",
+                ),
+                rx.button(
+                    "Send again",
+                    variant="ghost",
+                    size="1",
+                    on_click=SessionState.send_verification_again,
+                ),
+                align="center",
+                spacing="3",
+                wrap="wrap",
+            ),
+            icon="mail",
+            color_scheme="gray",
+            variant="surface",
+            size="1",
+            margin_bottom="1.5rem",
+            data_testid="verification-banner",
+        ),
     )
 
 
@@ -71,7 +127,11 @@ def _phone_bar() -> rx.Component:
         rx.menu.root(
             rx.menu.trigger(rx.icon_button(rx.icon("menu"), variant="soft", aria_label="Open menu")),
             rx.menu.content(
-                *[rx.menu.item(rx.link(label, href=href, underline="none")) for _icon, label, href in NAV],
+                rx.cond(
+                    SessionState.is_creator,
+                    rx.fragment(*[_menu_link(label, href) for _icon, label, href in NAV]),
+                    rx.fragment(*[_menu_link(label, href) for _icon, label, href in [*BUYER_NAV, START_SELLING]]),
+                ),
                 rx.menu.separator(),
                 rx.menu.item("Sign out", on_click=SessionState.sign_out, color="red"),
             ),
@@ -102,6 +162,7 @@ def app_page(title: str, *children: rx.Component, actions: list[rx.Component] | 
                     spacing="3",
                     margin_bottom="1.5rem",
                 ),
+                _verification_banner(),
                 *children,
                 as_="main",
                 class_name="ls-rise mx-auto w-full max-w-6xl px-4 py-6 md:px-8 md:py-8",

@@ -7,6 +7,7 @@ import reflex as rx
 STATUS_COLORS = {
     "active": "green",
     "paid": "green",
+    "delivered": "green",
     "disabled": "gray",
     "pending": "amber",
     "expired": "orange",

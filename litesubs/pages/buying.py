@@ -289,6 +289,33 @@ def _wallet_account(account: rx.Var) -> rx.Component:
                 align="start",
             ),
             rx.cond(
+                account["buy_again"].length() > 0,
+                rx.flex(
+                    rx.foreach(
+                        account["buy_again"],
+                        lambda pack: rx.button(
+                            rx.cond(
+                                WalletState.buying == pack["public_id"],
+                                rx.spinner(size="1"),
+                                rx.icon("rotate-cw", size=14),
+                            ),
+                            "Buy again: ",
+                            pack["name"],
+                            rx.text(" · ", pack["label"], weight="regular", color_scheme="gray"),
+                            variant="soft",
+                            size="2",
+                            on_click=WalletState.buy_again(pack["public_id"]),
+                            disabled=WalletState.buying != "",
+                            # Long pack names wrap on a phone instead of running off the card.
+                            class_name="h-auto min-h-8 py-1 whitespace-normal text-left",
+                        ),
+                    ),
+                    gap="2",
+                    wrap="wrap",
+                    data_testid="buy-again",
+                ),
+            ),
+            rx.cond(
                 account["lots"].length() > 0,
                 rx.vstack(
                     rx.foreach(

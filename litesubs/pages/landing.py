@@ -1,10 +1,15 @@
 """`/`: what Litesubs is, for whom, and how it works."""
 
+from urllib.parse import quote
+
 import reflex as rx
 
 from litesubs import routes
 from litesubs.components.shell import public_page
 from litesubs.state.session import SessionState
+
+# Someone who signs up here means to sell: after registering they land on the creator's overview.
+SELLER_SIGN_UP = f"{routes.REGISTER}?next={quote(routes.DASHBOARD, safe='')}"
 
 API_SAMPLE = """curl -X POST https://your-litesubs.example/api/v1/customers/ada@example.com/debit \\
   -H "Authorization: Bearer $LITESUBS_API_KEY" \\
@@ -59,7 +64,7 @@ def _hero() -> rx.Component:
             class_name="max-w-2xl",
         ),
         rx.hstack(
-            rx.link(rx.button("Start selling", size="3"), href=routes.REGISTER),
+            rx.link(rx.button("Start selling", size="3"), href=SELLER_SIGN_UP),
             rx.link(rx.button("Open dashboard", size="3", variant="soft"), href=routes.DASHBOARD),
             spacing="3",
             wrap="wrap",
@@ -154,7 +159,7 @@ def landing() -> rx.Component:
                 rx.link(rx.button("Open dashboard"), href=routes.DASHBOARD),
                 rx.hstack(
                     rx.link("Sign in", href=routes.LOGIN, weight="medium"),
-                    rx.link(rx.button("Get started"), href=routes.REGISTER),
+                    rx.link(rx.button("Get started"), href=SELLER_SIGN_UP),
                     align="center",
                     spacing="3",
                 ),

@@ -37,8 +37,10 @@ from litesubs.db import write_session
 from litesubs.models import CreditLot, Customer, Pack, Purchase, User, utcnow
 from litesubs.payments.connect import charge_account_of, platform_fee, sale_is_on_account
 from litesubs.payments.stripe_gateway import checkout_session_of_payment, refund_payment
+from litesubs.services import webhooks
 from litesubs.services.customers import SUSPENDED, get_or_create_customer_in_session
 from litesubs.services.ledger import Actor, grant_in_session, lock_customer, take_back_lot
+from litesubs.services.purchase_mail import purchase_paid, purchase_refunded
 from litesubs.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -118,7 +120,11 @@ def fulfil_checkout_in_session(
         expires_at=_lot_expiry(order.pack, now=now),
         purchase_id=purchase.id,
     )
+    purchase_paid(session, purchase, customer, now=now)
     _count_purchase(session, customer, credits=purchase.credits, now=now)
+    webhooks.purchase_completed(
+        session, purchase, customer, pack_public_id=order.pack.public_id, pack_name=order.pack.name
+    )
     return FulfilmentResult("granted", purchase.id)
 
 
@@ -177,14 +183,17 @@ def refund_charge_in_session(
     if purchase.status == REFUNDED:
         return FulfilmentResult("already_fulfilled", purchase.id)
     lot_id = session.exec(select(CreditLot.id).where(CreditLot.purchase_id == purchase.id)).first()
+    taken_back = None
     if lot_id is not None:
         actor = Actor("stripe", charge.get("id"))
-        take_back_lot(session, customer, lot_id=lot_id, actor=actor, now=now, reason="Payment refunded")
+        taken_back = take_back_lot(session, customer, lot_id=lot_id, actor=actor, now=now, reason="Payment refunded")
     if purchase.status == PAID:  # the customer's purchase totals count paid purchases only
         customer.credits_purchased -= purchase.credits
         session.add(customer)
+    purchase_refunded(session, purchase, customer, now=now)
     purchase.refunded_at = now
     _settle(session, purchase, REFUNDED)
+    webhooks.purchase_refunded(session, purchase, customer, credits_taken_back=-taken_back.delta if taken_back else 0)
     return FulfilmentResult(REFUNDED, purchase.id)
 
 

@@ -23,7 +23,7 @@ from sqlmodel import col, select
 
 from litesubs.db import read_session, write_session
 from litesubs.models import User, UserSession, utcnow
-from litesubs.services import rate_limits
+from litesubs.services import email_verification, rate_limits
 from litesubs.services.errors import InvalidCredentials, InvalidRequest, NotFound
 from litesubs.settings import SettingsError
 
@@ -63,7 +63,7 @@ def register(
     engine: Engine | None = None,
     now: datetime | None = None,
 ) -> User:
-    """Create an account; InvalidRequest names the field (name, email, password) that breaks a rule.
+    """Create an account and mail it a verification link; InvalidRequest names the field that breaks a rule.
 
     A client (`client_key`: its address, as the sign-in form gives it) may try REGISTRATIONS_PER_CLIENT
     times a minute, successes included; RateLimited beyond that.
@@ -79,6 +79,8 @@ def register(
     try:
         with write_session(engine) as session:
             session.add(user)
+            session.flush()
+            email_verification.queue_verification(session, user, email=user.email, now=user.created_at)
     except IntegrityError:
         # Two registrations of one email can both get this far; the unique index lets only one in.
         if _user_by_email(user.email, engine) is None:
@@ -225,6 +227,16 @@ def change_password(
             )
             .values(revoked_at=now)
         )
+
+
+def checked_email(email: str) -> str:
+    """The address normalised; InvalidRequest(email) when it cannot be one."""
+    return _valid_email(email)
+
+
+def new_password_hash(password: str, *, field: str) -> str:
+    """The hash of a new password that meets the registration rules; InvalidRequest(`field`) otherwise."""
+    return hash_password(_valid_password(password, field=field))
 
 
 def safe_next_path(next: str | None, default: str) -> str:

@@ -24,6 +24,7 @@ class CustomerSummary:
 
     id: int
     email: str
+    email_verified: bool
     name: str
     status: str
     balance: int
@@ -88,6 +89,7 @@ def customer_account(*, creator_id: int, ref: int | str, engine: Engine | None =
     summary = CustomerSummary(
         id=customer.id,
         email=customer.email,
+        email_verified=customer.email_verified_at is not None,
         name=customer.name,
         status=balance.status,
         balance=balance.balance,
@@ -98,7 +100,7 @@ def customer_account(*, creator_id: int, ref: int | str, engine: Engine | None =
 
 # The API's customer look-ups, built once: by id, or by the buyer's normalised email.
 _ACCOUNT = (
-    select(Customer.id, Customer.created_at, User.email, User.name)
+    select(Customer.id, Customer.created_at, User.email, User.email_verified_at, User.name)
     .join(User, User.id == Customer.buyer_id)
     .where(Customer.creator_id == bindparam("creator_id"))
 )
@@ -110,6 +112,7 @@ def _summary(customer: Customer, user: User, *, balance: int, status: str | None
     return CustomerSummary(
         id=customer.id,
         email=user.email,
+        email_verified=user.email_verified_at is not None,
         name=user.name,
         status=status or customer.status,
         balance=balance,

@@ -14,6 +14,7 @@ from sqlmodel import Session, select
 
 from litesubs.db import read_session, write_session
 from litesubs.models import Customer, User, utcnow
+from litesubs.services import webhooks
 from litesubs.services.errors import CustomerSuspended, NotFound
 
 ACTIVE = "active"
@@ -136,6 +137,7 @@ def _set_status(
             customer.status = status
             customer.updated_at = now or utcnow()
             session.add(customer)
+            webhooks.customer_status_changed(session, customer, now=customer.updated_at)
     return customer
 
 

@@ -40,6 +40,7 @@ from sqlalchemy import (
     BigInteger,
     Connection,
     Engine,
+    Integer,
     Select,
     Text,
     bindparam,
@@ -54,7 +55,7 @@ from sqlmodel import Session, select
 
 from litesubs.db import get_engine, read_connection, read_session, write_session
 from litesubs.models import CreditLot, Customer, HeldCredits, Hold, LedgerEntry, utcnow
-from litesubs.services import idempotency
+from litesubs.services import idempotency, webhooks
 from litesubs.services.cursors import decode_cursor, encode_cursor
 from litesubs.services.customers import MAX_ID, ensure_active, lock_customer_row
 from litesubs.services.errors import HoldClosed, HoldExceeded, InvalidRequest, NotFound
@@ -485,7 +486,10 @@ def _end(session: Session, customer: Customer, hold: Hold, *, captured: int, sta
     session.add(hold)
     returned = sum(amount for _lot_id, amount, _expires_at in back)
     lot_id = back[0][0] if len(back) == 1 else None
-    entry = _record(session, customer, delta=returned, lot_id=lot_id, cause=replace(cause, hold_id=hold.id))
+    spent = webhooks.Captured(f"{ID_PREFIX}{hold.id}", captured) if status == CAPTURED else None
+    entry = _record(
+        session, customer, delta=returned, lot_id=lot_id, cause=replace(cause, hold_id=hold.id), captured=spent
+    )
     take_back_returned(session, customer, lot_ids=[lot_id for lot_id, _amount, _expires_at in back], now=cause.now)
     return HoldEnding(transaction=entry, reason=cause.reason, hold=HoldSummary.of(hold))
 
@@ -540,7 +544,8 @@ def _place_in_two_statements(placing: _Placing, cause: _Cause) -> HoldSummary | 
                 "remember_key": key,
                 "hold_json": json.dumps(summary.to_json()),
             }
-        hold_id = connection.execute(_place_statement(with_key=key is not None), parameters).scalar_one()
+        hold_id, entry_id = connection.execute(_place_statement(with_key=key is not None), parameters).one()
+        webhooks.credits_changed(connection, [(entry_id, fields)], watch=webhooks.Watch.of(customer))
     return HoldSummary(hold_id, customer_id, amount, 0, ACTIVE, cause.reason, placing.expires_at, cause.now, None)
 
 
@@ -548,7 +553,7 @@ def _place_in_two_statements(placing: _Placing, cause: _Cause) -> HoldSummary | 
 def _place_statement(*, with_key: bool) -> Select:
     """Placing's second statement, after `ledger._debit_statements`' lock (and with its parameter names): lots,
     hold, its held credits, balance, ledger entry and the key's outcome (`hold_json` with the new id), returning
-    the hold's id."""
+    the hold's id and the entry's."""
     taken = _lots_to_take(bindparam("debit_customer_id"), bindparam("debit_amount", type_=BigInteger)).cte("taken")
     spent = (
         update(CreditLot)
@@ -600,7 +605,9 @@ def _place_statement(*, with_key: bool) -> Select:
         .returning(LedgerEntry.id)
         .cte("entry")
     )
-    place = select(placed.c.id).add_cte(spent, held, moved, entry)
+    place = (
+        select(placed.c.id, entry.c.id.label("entry_id")).join_from(placed, entry, true()).add_cte(spent, held, moved)
+    )
     if not with_key:
         return place
     with_id = cast(_json_object(id=placed.c.id), JSONB)
@@ -660,6 +667,12 @@ def _end_in_two_statements(engine: Engine, ending: _Ending, *, cause: _Cause) ->
         if entry is None:  # the hold ended, or one of its lots was taken back, while this waited for the lock
             connection.rollback()
             return None
+        if ending.status == CAPTURED:
+            fields |= {"delta": entry.delta, "balance_after": entry.balance_after}
+            captured_event = webhooks.Captured(f"{ID_PREFIX}{ending.hold_id}", captured)
+            webhooks.credits_changed(
+                connection, [(entry.id, webhooks.with_capture(fields, captured_event))], watch=webhooks.Watch.of(hold)
+            )
     transaction = LedgerResult(
         entry.id, customer_id, cause.kind, entry.delta, entry.balance_after, entry.lot_id, cause.now, ending.hold_id
     )
@@ -675,8 +688,8 @@ def _end_statements(*, with_key: bool) -> tuple[Select, Select]:
     """An ending's two statements.
 
     The lock: the hold's customer (found through the creator's hold) with its balance, status and next expiry,
-    locked, with the hold's amount, status, reason and times and the soonest expiry of the lots it took from
-    (with a key, only when the key was claimed).
+    locked, with the hold's amount, status, reason and times, the soonest expiry of the lots it took from and
+    what webhooks want of a capture (with a key, only when the key was claimed).
 
     The end, for an active hold none of whose lots was taken back (else no row; a refund or dispute may have
     committed while this waited for the lock, and the general path takes such credits back again): which of
@@ -702,6 +715,7 @@ def _end_statements(*, with_key: bool) -> tuple[Select, Select]:
             Hold.expires_at,
             Hold.created_at,
             soonest.label("soonest_lot_expiry"),
+            *webhooks.watch_columns(bindparam("debit_creator_id", type_=Integer)),
         )
         .join(Hold, Hold.customer_id == Customer.id)
         .where(Hold.id == hold_id, Hold.creator_id == bindparam("debit_creator_id"))

@@ -38,6 +38,7 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Engine,
+    Integer,
     Row,
     ScalarSelect,
     Select,
@@ -54,7 +55,7 @@ from sqlmodel import Session, select
 
 from litesubs.db import get_engine, read_connection, read_session, write_session
 from litesubs.models import CreditLot, Customer, Hold, LedgerEntry, utcnow
-from litesubs.services import idempotency
+from litesubs.services import idempotency, webhooks
 from litesubs.services.coalescing import Coalescer
 from litesubs.services.cursors import decode_cursor, encode_cursor
 from litesubs.services.customers import ensure_active, lock_customer_row
@@ -679,8 +680,17 @@ def _empty_lot(session: Session, customer: Customer, lot: CreditLot, *, cause: _
     return _record(session, customer, delta=-taken, lot_id=lot.id, cause=cause)
 
 
-def _record(session: Session, customer: Customer, *, delta: int, lot_id: int | None, cause: _Cause) -> LedgerResult:
-    """Move the cached balance by `delta` and write the one ledger entry that says who did it and why."""
+def _record(
+    session: Session,
+    customer: Customer,
+    *,
+    delta: int,
+    lot_id: int | None,
+    cause: _Cause,
+    captured: webhooks.Captured | None = None,
+) -> LedgerResult:
+    """Move the cached balance by `delta` and write the one ledger entry that says who did it and why, with its
+    events (`webhooks.credits_changed`; a hold's capture passes what it spent, its `credits.debited`)."""
     customer.balance += delta
     customer.updated_at = cause.now
     fields = _entry_fields(customer.creator_id, customer.id, delta=delta, balance_after=customer.balance, cause=cause)
@@ -688,6 +698,7 @@ def _record(session: Session, customer: Customer, *, delta: int, lot_id: int | N
     session.add(customer)
     session.add(entry)
     session.flush()
+    webhooks.credits_changed(session.connection(), [(entry.id, webhooks.with_capture(fields, captured))])
     return LedgerResult.of(entry)
 
 
@@ -834,7 +845,7 @@ def _debit_in_two_statements(debit: _Debit) -> dict[str, Any] | None:
     parameters = {"debit_creator_id": creator_id, "debit_customer_id": customer_id, "debit_amount": amount}
     if key is not None:
         parameters |= idempotency.claim_parameters(creator_id=creator_id, key=key, request=debit.request, now=cause.now)
-    lock, spend = _debit_statements(with_key=key is not None)
+    lock = _debit_statements(with_key=key is not None)[0]
     with debit.engine.begin() as connection:
         customer = connection.execute(lock, parameters).first()
         if customer is None or _has_due_lots(customer, cause.now):
@@ -854,7 +865,12 @@ def _debit_in_two_statements(debit: _Debit) -> dict[str, Any] | None:
         parameters |= {"move_customer_id": customer_id, "move_balance": balance_after, "move_now": cause.now}
         parameters |= {"remember_creator_id": creator_id, "remember_key": key}
         parameters["debit_created_at_text"] = cause.now.isoformat()
+        watch = webhooks.Watch.of(customer)
+        spend = _debit_statements(with_key=key is not None, with_event=watch.sends_debits)[1]
+        if watch.sends_debits:
+            parameters |= webhooks.debited_event_parameters(fields)
         entry_id, lot_id = connection.execute(spend, parameters).one()
+        webhooks.credits_changed(connection, [(entry_id, fields)], watch=watch.with_debits_recorded())
     result = LedgerResult(entry_id, customer_id, cause.kind, -amount, balance_after, lot_id, cause.now)
     return {"result": result.to_json()}
 
@@ -875,16 +891,22 @@ _RESULT_COLUMNS = ("customer_id", "kind", "delta", "balance_after")
 
 
 @cache
-def _debit_statements(*, with_key: bool) -> tuple[Select, Select]:
+def _debit_statements(*, with_key: bool, with_event: bool = False) -> tuple[Select, Select]:
     """The debit's two statements, with bind parameters named after `_entry_fields` and the claim's.
 
-    The lock: the customer's balance, status and next expiry, locked; with a key, only when the key was
-    claimed (the claim runs before the lock, so a replay locks nothing). The spend, for a locked
-    customer whose balance covers the amount: lots, balance, ledger entry and the key's outcome in
-    one statement, returning the entry's id and lot.
+    The lock: the customer's balance, status and next expiry (and what webhooks want of a debit),
+    locked; with a key, only when the key was claimed (the claim runs before the lock, so a replay
+    locks nothing). The spend, for a locked customer whose balance covers the amount: lots, balance,
+    ledger entry, the key's outcome and, `with_event`, the `credits.debited` event in one statement,
+    returning the entry's id and lot.
     """
     lock = (
-        select(Customer.balance, Customer.status, Customer.next_expiry_at)
+        select(
+            Customer.balance,
+            Customer.status,
+            Customer.next_expiry_at,
+            *webhooks.watch_columns(bindparam("debit_creator_id", type_=Integer)),
+        )
         .where(Customer.id == bindparam("debit_customer_id"), Customer.creator_id == bindparam("debit_creator_id"))
         .with_for_update()
     )
@@ -908,6 +930,9 @@ def _debit_statements(*, with_key: bool) -> tuple[Select, Select]:
         .cte("entry")
     )
     spend = select(entry.c.id, entry.c.lot_id).add_cte(spent, moved)
+    if with_event:
+        entry_values = {column: bindparam(f"entry_{column}") for column in _ENTRY_COLUMNS}
+        spend = spend.add_cte(webhooks.debited_event_cte(entry, entry_values))
     if not with_key:
         return lock, spend
     outcome = _json_object(
@@ -979,7 +1004,10 @@ def _debit_together(debits: list[_Debit]) -> list[dict[str, Any] | None]:
                 }
                 for (index, after), lot_id in zip(spends, lot_ids, strict=True)
             ]
-            entry_ids = connection.execute(_INSERT_ENTRIES, entries).scalars()
+            entry_ids = connection.execute(_INSERT_ENTRIES, entries).scalars().all()
+            webhooks.credits_changed(
+                connection, list(zip(entry_ids, entries, strict=True)), watch=webhooks.Watch.of(customer)
+            )
             for (index, after), lot_id, entry_id in zip(spends, lot_ids, entry_ids, strict=True):
                 debit = debits[index]
                 result = LedgerResult(entry_id, customer_id, "debit", -debit.amount, after, lot_id, debit.cause.now)

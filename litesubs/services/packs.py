@@ -140,6 +140,12 @@ def list_packs(*, creator_id: int, engine: Engine | None = None, now: datetime |
     return [PackSummary(pack, int(sold), int(revenue), pack_status(pack, now)) for pack, sold, revenue in rows]
 
 
+def is_creator(*, user_id: int, engine: Engine | None = None) -> bool:
+    """Whether the user ever created a pack: such a user gets the creator's dashboard, others the buyer's app."""
+    with read_session(engine) as session:
+        return session.exec(select(Pack.id).where(Pack.creator_id == user_id).limit(1)).first() is not None
+
+
 def public_pack(*, public_id: str, engine: Engine | None = None, now: datetime | None = None) -> PublicPack:
     """The pack behind a shared link, whatever its state (the page says why it cannot be bought)."""
     with read_session(engine) as session:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, or_
 from sqlmodel import Session, select
 
 from litesubs.db import read_session
@@ -41,6 +41,17 @@ class WalletEntry:
 
 
 @dataclass(frozen=True)
+class BuyAgain:
+    """A pack the buyer paid for before that is still on sale: one click back into checkout."""
+
+    public_id: str
+    name: str
+    price_amount: int
+    currency: str
+    credits: int
+
+
+@dataclass(frozen=True)
 class WalletAccount:
     """The buyer's credits with one creator: lots in spending order, purchases and entries newest first."""
 
@@ -53,6 +64,7 @@ class WalletAccount:
     purchases: tuple[WalletPurchase, ...]
     recent_entries: tuple[WalletEntry, ...]
     last_activity_at: datetime
+    buy_again: tuple[BuyAgain, ...] = ()
 
 
 def wallet_for_buyer(
@@ -78,6 +90,7 @@ def _account(engine: Engine | None, customer: Customer, creator_name: str, *, no
     with read_session(engine) as session:
         purchases = _purchases(session, customer.id)
         entries = _recent_entries(session, customer.id)
+        buy_again = _packs_on_sale(session, customer.id, now)
     activity = [customer.created_at] + [p.created_at for p in purchases] + [e.created_at for e in entries]
     return WalletAccount(
         creator_id=customer.creator_id,
@@ -89,6 +102,7 @@ def _account(engine: Engine | None, customer: Customer, creator_name: str, *, no
         purchases=purchases,
         recent_entries=entries,
         last_activity_at=max(activity),
+        buy_again=buy_again,
     )
 
 
@@ -111,6 +125,33 @@ def _purchases(session: Session, customer_id: int) -> tuple[WalletPurchase, ...]
             paid_at=purchase.paid_at,
         )
         for purchase, pack_name in rows
+    )
+
+
+def _packs_on_sale(session: Session, customer_id: int, now: datetime) -> tuple[BuyAgain, ...]:
+    """The packs this customer paid for that are still on sale, the most recently bought first."""
+    last_bought = func.max(Purchase.id).label("last_bought")
+    rows = session.exec(
+        select(Pack, last_bought)
+        .join(Purchase, Purchase.pack_id == Pack.id)
+        .where(
+            Purchase.customer_id == customer_id,
+            Purchase.status == "paid",
+            Pack.is_active.is_(True),
+            or_(Pack.expires_at.is_(None), Pack.expires_at > now),
+        )
+        .group_by(Pack.id)
+        .order_by(last_bought.desc())
+    ).all()
+    return tuple(
+        BuyAgain(
+            public_id=pack.public_id,
+            name=pack.name,
+            price_amount=pack.price_amount,
+            currency=pack.currency,
+            credits=pack.credits,
+        )
+        for pack, _last in rows
     )
 
 

@@ -6,9 +6,9 @@ import asyncio
 
 import reflex as rx
 
-from litesubs import routes
 from litesubs.models import User
-from litesubs.services import accounts
+from litesubs.services import accounts, email_verification, mail_preferences, password_reset
+from litesubs.services.account_tokens import LinkRefused
 from litesubs.services.errors import DomainError, InvalidRequest, RateLimited, Unauthorized
 from litesubs.state.session import SessionState
 
@@ -19,7 +19,7 @@ class AuthFormState(SessionState):
     show_password: bool = False
 
     def _next_path(self) -> str:
-        return accounts.safe_next_path(self.router.url.query_parameters.get("next"), default=routes.DASHBOARD)
+        return accounts.safe_next_path(self.router.url.query_parameters.get("next"), default=self._home())
 
     def _show(self, error: DomainError) -> None:
         if isinstance(error, InvalidRequest):
@@ -45,7 +45,9 @@ class AuthFormState(SessionState):
         """`on_load` of /login and /register: a signed-in visitor goes straight on."""
         self._clear()
         self.show_password = False
-        if self._signed_in_user() is not None:
+        user = self._signed_in_user()
+        if user is not None:
+            self._remember(user)
             return rx.redirect(self._next_path())
         return None
 
@@ -84,14 +86,153 @@ class AuthFormState(SessionState):
         return self._start_session(user)
 
 
+class ForgotPasswordState(SessionState):
+    """`/forgot-password`: one answer whether or not the address has an account."""
+
+    sent_to: str = ""
+    field_errors: dict[str, str] = {}
+    form_error: str = ""
+
+    @rx.event
+    def open_form(self) -> None:
+        self.sent_to, self.field_errors, self.form_error = "", {}, ""
+
+    @rx.event
+    def request_link(self, form: dict[str, str]) -> None:
+        email = str(form.get("email", "")).strip()
+        try:
+            checked = accounts.checked_email(email)
+            password_reset.request_reset(email=checked, client_key=self.router.session.client_ip)
+        except InvalidRequest as error:
+            self.field_errors, self.form_error = {"email": error.message}, ""
+            return
+        except DomainError as error:
+            self.field_errors, self.form_error = {}, error.message
+            return
+        self.field_errors, self.form_error, self.sent_to = {}, "", checked
+
+
+class ResetPasswordState(AuthFormState):
+    """`/reset-password?token=...`: a new password from a mailed link, then signed in afresh."""
+
+    link_problem: str = ""
+    checked: bool = False
+
+    def _token(self) -> str:
+        return str(self.router.url.query_parameters.get("token", ""))
+
+    @rx.event
+    def check_link(self) -> None:
+        self._clear()
+        self.show_password, self.checked = False, False
+        try:
+            password_reset.check_link(token=self._token())
+            self.link_problem = ""
+        except LinkRefused as error:
+            self.link_problem = error.message
+        self.checked = True
+
+    @rx.event
+    def set_password(self, form: dict[str, str]) -> rx.event.EventSpec | None:
+        if form.get("new_password", "") != form.get("new_password_confirmation", ""):
+            self.field_errors = {"new_password_confirmation": "The passwords do not match."}
+            return None
+        try:
+            user = password_reset.reset_password(token=self._token(), new_password=form.get("new_password", ""))
+        except LinkRefused as error:
+            self.link_problem = error.message
+            return None
+        except DomainError as error:
+            self._show(error)
+            return None
+        return [rx.toast.success("Your new password is set. You are signed in."), self._start_session(user)]
+
+
+class VerifyEmailState(SessionState):
+    """`/verify-email?token=...`: confirms an address; works signed in or not."""
+
+    checked: bool = False
+    problem: str = ""
+    verified_email: str = ""
+    changed: bool = False
+
+    @rx.event
+    def verify(self) -> None:
+        self.checked, self.problem = False, ""
+        try:
+            verified = email_verification.verify(token=str(self.router.url.query_parameters.get("token", "")))
+        except LinkRefused as error:
+            self.problem = error.message
+        else:
+            self.verified_email, self.changed = verified.user.email, verified.changed_email
+        self._remember(self._signed_in_user())
+        self.checked = True
+
+
 class AccountSettingsState(SessionState):
     field_errors: dict[str, str] = {}
     form_version: int = 0
+    pending_email: str = ""
+    sale_mail: bool = True
+    low_balance_mail: bool = False
+    low_balance_threshold: str = ""  # "" when no threshold is set: the low-balance mail cannot go out
+
+    def _show_preferences(self, chosen: mail_preferences.MailPreferences) -> None:
+        self.sale_mail, self.low_balance_mail = chosen.sale_mail, chosen.low_balance_mail
+        threshold = chosen.low_balance_threshold
+        self.low_balance_threshold = "" if threshold is None else f"{threshold:,}"
 
     @rx.event
     def load(self) -> rx.event.EventSpec | None:
         self.field_errors = {}
-        return SessionState.require_sign_in
+        user = self._page_user()
+        if user is None:
+            return self._login_redirect()
+        self.pending_email = email_verification.pending_change(user_id=user.id) or ""
+        self._show_preferences(mail_preferences.preferences(user_id=user.id))
+        return None
+
+    @rx.event
+    def change_email(self, form: dict[str, str]) -> rx.event.EventSpec | None:
+        try:
+            user = self._require_user()
+            self.pending_email = email_verification.request_change(
+                user_id=user.id,
+                password=form.get("email_password", ""),
+                new_email=form.get("new_email", ""),
+                client_key=self.router.session.client_ip,
+            )
+        except Unauthorized:
+            return self._login_redirect()
+        except InvalidRequest as error:
+            field = "email_password" if error.field == "password" else error.field
+            self.field_errors = {field: error.message}
+            return None
+        except DomainError as error:
+            self.field_errors = {"new_email": error.message}
+            return None
+        self.field_errors = {}
+        self.form_version += 1
+        return rx.toast.success(f"We sent a confirmation link to {self.pending_email}.")
+
+    def _save_preferences(self, sale_mail: bool, low_balance_mail: bool) -> rx.event.EventSpec | None:
+        try:
+            user = self._require_user()
+            chosen = mail_preferences.set_preferences(
+                user_id=user.id, sale_mail=bool(sale_mail), low_balance_mail=bool(low_balance_mail)
+            )
+        except Unauthorized:
+            return self._login_redirect()
+        self._show_preferences(chosen)
+        return rx.toast.success("Mail settings saved.")
+
+    @rx.event
+    def set_sale_mail(self, on: bool) -> rx.event.EventSpec | None:
+        return self._save_preferences(bool(on), self.low_balance_mail)
+
+    @rx.event
+    def set_low_balance_mail(self, on: bool) -> rx.event.EventSpec | None:
+        return self._save_preferences(self.sale_mail, bool(on))
 
     @rx.event
     def change_name(self, form: dict[str, str]) -> rx.event.EventSpec | None:

@@ -200,10 +200,17 @@ class WalletEntryView(TypedDict):
     balance_after: str
 
 
+class BuyAgainView(TypedDict):
+    public_id: str
+    name: str
+    label: str
+
+
 class WalletAccountView(TypedDict):
     creator_name: str
     status: str
     balance: str
+    buy_again: list[BuyAgainView]
     lots: list[WalletLotView]
     purchases: list[WalletPurchaseView]
     entries: list[WalletEntryView]
@@ -214,6 +221,14 @@ def _account(account: WalletAccount) -> WalletAccountView:
         "creator_name": account.creator_name,
         "status": account.status,
         "balance": format_count(account.balance),
+        "buy_again": [
+            {
+                "public_id": pack.public_id,
+                "name": pack.name,
+                "label": f"{format_count(pack.credits)} credits · {format_money(pack.price_amount, pack.currency)}",
+            }
+            for pack in account.buy_again
+        ],
         "lots": [
             {
                 "remaining": format_count(lot.remaining),
@@ -252,6 +267,7 @@ class WalletState(SessionState):
 
     loaded: bool = False
     accounts: list[WalletAccountView] = []
+    buying: str = ""  # the pack whose checkout is opening
 
     @rx.event
     def load(self) -> rx.event.EventSpec | None:
@@ -259,5 +275,19 @@ class WalletState(SessionState):
         if user is None:
             return self._login_redirect()
         self.accounts = [_account(account) for account in wallet_for_buyer(buyer_id=user.id)]
+        self.buying = ""
         self.loaded = True
         return None
+
+    @rx.event
+    def buy_again(self, public_id: str) -> rx.event.EventSpec | None:
+        """Straight into checkout for a pack bought before (the checkout re-checks that it is on sale)."""
+        try:
+            user = self._require_user()
+            url = checkout.start_checkout(buyer_id=user.id, public_id=str(public_id))
+        except Unauthorized:
+            return self._login_redirect()
+        except DomainError as error:
+            return rx.toast.error(error.message)
+        self.buying = str(public_id)
+        return rx.redirect(url)

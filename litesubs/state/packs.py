@@ -58,6 +58,7 @@ class PacksState(SessionState):
 
     def _reload(self, creator_id: int) -> None:
         self.packs = [_row(summary) for summary in packs.list_packs(creator_id=creator_id)]
+        self.is_creator = self.is_creator or bool(self.packs)  # a first pack turns the creator's dashboard on
         self.loaded = True
 
     @rx.event

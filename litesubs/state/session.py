@@ -8,8 +8,8 @@ import reflex as rx
 
 from litesubs import routes
 from litesubs.models import User
-from litesubs.services import accounts
-from litesubs.services.errors import Unauthorized
+from litesubs.services import accounts, email_verification, packs
+from litesubs.services.errors import DomainError, Unauthorized
 from litesubs.settings import get_settings
 
 SESSION_COOKIE_MAX_AGE = int(accounts.SESSION_IDLE_LIFETIME.total_seconds())
@@ -25,6 +25,9 @@ class SessionState(rx.State):
     )
     user_name: str = ""
     user_email: str = ""
+    # What the shell shows: the verification banner, and the creator's pages or the buyer's app.
+    email_verified: bool = True
+    is_creator: bool = False
 
     def _signed_in_user(self) -> User | None:
         if not self.session_token:
@@ -47,6 +50,12 @@ class SessionState(rx.State):
     def _remember(self, user: User | None) -> None:
         self.user_name = user.name if user else ""
         self.user_email = user.email if user else ""
+        self.email_verified = user is None or user.email_verified_at is not None
+        self.is_creator = user is not None and packs.is_creator(user_id=user.id)
+
+    def _home(self) -> str:
+        """Where a signed-in user starts: the dashboard for creators, the wallet for buyers."""
+        return routes.DASHBOARD if self.is_creator else routes.WALLET
 
     def _login_redirect(self) -> rx.event.EventSpec:
         url = self.router.url
@@ -64,6 +73,18 @@ class SessionState(rx.State):
     def load_viewer(self) -> None:
         """`on_load` of public pages: know who is looking, if anyone."""
         self._remember(self._signed_in_user())
+
+    @rx.event
+    def send_verification_again(self) -> rx.event.EventSpec:
+        """The banner's "Send again": a new verification link to the signed-in user's address."""
+        try:
+            user = self._require_user()
+            email_verification.send_again(user_id=user.id, client_key=self.router.session.client_ip)
+        except Unauthorized:
+            return self._login_redirect()
+        except DomainError as error:
+            return rx.toast.error(error.message)
+        return rx.toast.success(f"We sent a new link to {user.email}.")
 
     @rx.event
     def sign_out(self) -> rx.event.EventSpec:

@@ -58,6 +58,19 @@ def test_one_customer_by_id_or_by_email_with_balance_status_and_lots_in_spending
     assert body["lots"][1]["expires_at"] is None
 
 
+def test_a_customer_email_is_marked_verified_once_the_buyer_confirmed_it(creator: Creator) -> None:
+    customer, buyer = creator.customer()
+    assert creator.client.get(f"/customers/{customer.id}").json()["email_verified"] is False
+    with Session(creator.engine) as session:
+        row = session.get(User, buyer.id)
+        row.email_verified_at = utcnow()
+        session.add(row)
+        session.commit()
+    assert creator.client.get(f"/customers/{buyer.email}").json()["email_verified"] is True
+    [listed] = creator.client.get("/customers", params={"email": buyer.email}).json()["data"]
+    assert listed["email_verified"] is True
+
+
 def test_credits_whose_time_has_passed_are_not_in_any_balance(creator: Creator) -> None:
     customer, _ = creator.customer(credits=4)
     an_hour_ago = utcnow() - timedelta(hours=1)

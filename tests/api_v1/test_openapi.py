@@ -113,6 +113,7 @@ def test_the_document_lists_every_operation_with_auth_and_error_responses(api_ur
         ("POST", "/holds/{hold_id}/capture"),
         ("POST", "/holds/{hold_id}/release"),
         ("GET", "/packs"),
+        ("GET", "/events"),
     }
     assert document["servers"] == [{"url": API_PREFIX}]
     assert document["components"]["securitySchemes"]["ApiKey"] == {

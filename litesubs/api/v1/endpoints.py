@@ -18,6 +18,8 @@ from litesubs.api.v1.schemas import (
     CustomerDetail,
     CustomerList,
     DebitRequest,
+    EventList,
+    EventType,
     HoldList,
     HoldPublic,
     HoldRequest,
@@ -28,7 +30,7 @@ from litesubs.api.v1.schemas import (
     TransactionPublic,
 )
 from litesubs.models import ApiKey
-from litesubs.services import api_keys, holds, ledger
+from litesubs.services import api_keys, holds, ledger, webhooks
 from litesubs.services.cursors import CURSOR_PATTERN
 from litesubs.services.customer_accounts import customer_account, page_customers
 from litesubs.services.customers import customer_id_of
@@ -353,6 +355,20 @@ async def list_your_packs(key: CurrentKey) -> PackList:
     """Your packs, newest first, with their links."""
     packs = await _blocking(lambda: list_packs(creator_id=key.creator_id))
     return PackList(data=[PackPublic.of(summary) for summary in packs])
+
+
+@router.get("/events", response_model=EventList, responses=responses(401, 422, 429))
+async def list_events(
+    key: CurrentKey,
+    event_type: Annotated[EventType | None, Query(alias="type", description="Only events of this type.")] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> EventList:
+    """Your events, newest first: what webhooks deliver, for a receiver that was down and catches up."""
+    page = await _blocking(
+        lambda: webhooks.list_events(creator_id=key.creator_id, event_type=event_type, limit=limit, cursor=cursor)
+    )
+    return EventList.of(page)
 
 
 async def _blocking(call: Callable[[], T]) -> T:

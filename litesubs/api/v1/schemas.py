@@ -13,6 +13,7 @@ from litesubs.services.customer_accounts import CustomerAccount, CustomerPage
 from litesubs.services.holds import DEFAULT_EXPIRES_IN, ID_PREFIX, MAX_EXPIRES_IN, HoldEnding, HoldSummary
 from litesubs.services.ledger import MAX_AMOUNT, MAX_REASON_LENGTH, LedgerResult
 from litesubs.services.packs import PackSummary, pack_link
+from litesubs.services.webhooks import ALL_EVENT_TYPES, EventPage
 
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL cannot store a NUL character in text
 
@@ -129,6 +130,10 @@ class _FromAttributes(BaseModel):
 class CustomerPublic(_FromAttributes):
     id: int
     email: str
+    email_verified: bool = Field(
+        description="Whether the buyer proved they own `email` by opening a link mailed to it: trust an "
+        "email reference only when true."
+    )
     name: str
     status: Literal["active", "suspended"]
     balance: int = Field(description="Credits the customer can spend now.")
@@ -300,3 +305,24 @@ class PackPublic(BaseModel):
 
 class PackList(BaseModel):
     data: list[PackPublic] = Field(description="Newest first.")
+
+
+EventType = Literal[ALL_EVENT_TYPES]  # every name in webhooks.ALL_EVENT_TYPES
+
+
+class EventPublic(BaseModel):
+    """Something that happened, exactly as webhook endpoints receive it (the body of a delivery)."""
+
+    id: str = Field(description="`evt_...`; also the `webhook-id` header of its deliveries.", examples=["evt_1042"])
+    type: EventType
+    created_at: datetime
+    data: dict[str, Any] = Field(description="The ids and numbers of what happened; see the webhooks guide.")
+
+
+class EventList(BaseModel):
+    data: list[EventPublic] = Field(description="Newest first.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+    @classmethod
+    def of(cls, page: EventPage) -> EventList:
+        return cls(data=[EventPublic.model_validate(event) for event in page.events], next_cursor=page.next_cursor)
