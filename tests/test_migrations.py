@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -74,3 +75,25 @@ def test_migrations_match_the_models(engine: Engine) -> None:
         d for d in differences if not (d[0] in ("add_index", "remove_index") and d[1].name in reread | postgres_only)
     ]
     assert remaining == []
+
+
+def test_the_disputes_revision_downgrades_to_holds_and_back(engine: Engine) -> None:
+    """0010 follows 0008 (holds): down, the dispute kind and taken_back go; up again, they are back."""
+
+    def go(direction: str, revision: str) -> None:
+        with engine.connect() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            getattr(command, direction)(config, revision)
+            connection.commit()
+
+    def lot_columns() -> set[str]:
+        return {column["name"] for column in inspect(engine).get_columns("credit_lot")}
+
+    go("downgrade", "0008")
+    assert "taken_back" not in lot_columns()
+    assert "refund_reason" not in {column["name"] for column in inspect(engine).get_columns("purchase")}
+    go("upgrade", "head")
+    assert "taken_back" in lot_columns()
+    with engine.connect() as connection:
+        assert MigrationContext.configure(connection).get_current_revision() == "0010"
