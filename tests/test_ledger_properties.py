@@ -118,16 +118,18 @@ class Model:
             amount -= taken[lot.id]
         return taken
 
-    def end(self, hold: ModelHold, *, captured: int, status: str) -> None:
+    def end(self, hold: ModelHold, *, captured: int, status: str) -> int:
         """Keep `captured` of the hold's credits, those of its lots first in spending order; give the rest back,
-        where what goes back to a refunded or disputed lot is taken back at once."""
+        where what goes back to a refunded or disputed lot is taken back at once: returns how much was."""
+        taken_back = 0
         for lot in sorted((self.lots[lot_id] for lot_id in hold.taken), key=self._order):
             kept = min(captured, hold.taken[lot.id])
             captured -= kept
             lot.remaining += hold.taken[lot.id] - kept
             if lot.taken_back is not None:
-                self.take_back(lot, lot.taken_back)
+                taken_back += self.take_back(lot, lot.taken_back)
         hold.status = status
+        return taken_back
 
     def take_back(self, lot: ModelLot, kind: str) -> int:
         """A refund or dispute of the lot's purchase (or credits given back to it after one): all it has left."""
@@ -316,10 +318,10 @@ class LedgerMachine(RuleBasedStateMachine):
             assert isinstance(outcome, HoldExceeded), outcome
         else:
             before = self.model.balance
-            self.model.end(hold, captured=captured, status="captured")
+            taken_back = self.model.end(hold, captured=captured, status="captured")
             hold.captured = captured
             assert isinstance(outcome, holds.HoldEnding), outcome
-            assert outcome.transaction.delta == self.model.balance - before == hold.amount - captured
+            assert outcome.transaction.delta == self.model.balance - before + taken_back == hold.amount - captured
             self.model.expire(self.now)  # credits given back to a lot whose time passed expire at once
             assert outcome.hold.captured == captured
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -10,9 +13,11 @@ from sqlalchemy import Engine, inspect
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel
 
+from litesubs.db import make_engine
 from litesubs.migrations import alembic_config, migrate
 from litesubs.models import Customer, User
 from tests.conftest import create_user
+from tests.databases import postgres_database, sqlite_database
 
 
 def test_migrations_create_every_table(engine: Engine) -> None:
@@ -74,3 +79,33 @@ def test_migrations_match_the_models(engine: Engine) -> None:
         d for d in differences if not (d[0] in ("add_index", "remove_index") and d[1].name in reread | postgres_only)
     ]
     assert remaining == []
+
+
+def test_the_disputes_revision_downgrades_and_upgrades_again(database_url: str, tmp_path: Path) -> None:
+    """0010 (disputes) down: the dispute kind and taken_back go; up again to head, they are back.
+
+    On a fresh database of the same backend: the shared one holds other tests' rows (disputes among them).
+    """
+    fresh = sqlite_database(tmp_path) if database_url.startswith("sqlite") else postgres_database()
+    with fresh as url:
+        engine = make_engine(url)
+
+        def go(direction: str, revision: str) -> None:
+            with engine.connect() as connection:
+                config = alembic_config()
+                config.attributes["connection"] = connection
+                getattr(command, direction)(config, revision)
+                connection.commit()
+
+        def columns(table: str) -> set[str]:
+            return {column["name"] for column in inspect(engine).get_columns(table)}
+
+        go("downgrade", "0009")
+        assert "taken_back" not in columns("credit_lot")
+        assert "refund_reason" not in columns("purchase")
+        go("upgrade", "head")
+        assert "taken_back" in columns("credit_lot")
+        with engine.connect() as connection:
+            revision = MigrationContext.configure(connection).get_current_revision()
+        engine.dispose()
+    assert revision == ScriptDirectory.from_config(alembic_config()).get_current_head()

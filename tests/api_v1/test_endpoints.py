@@ -367,6 +367,9 @@ def test_unknown_endpoints_and_methods_answer_in_the_error_format(creator: Creat
     response = creator.client.put("/packs")
     assert_error(response, 405, "method_not_allowed")
     assert response.headers["allow"] == "GET"
+    response = creator.client.delete("/customers/42/holds")  # one route per method on this path: both named
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "GET, POST"
 
 
 # --- Who may ask ---------------------------------------------------------------------------------

@@ -57,5 +57,5 @@ def create_v1_app() -> FastAPI:
         swagger_ui_parameters={"validatorUrl": None, "tryItOutEnabled": True},
     )
     app.include_router(router)
-    install_error_handlers(app)
+    install_error_handlers(app, routes=router.routes)
     return app

@@ -7,12 +7,15 @@ JSON) become 422 `invalid_request` naming the field; unknown paths and methods k
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match
 
 from litesubs.api.v1.schemas import ErrorBody
 from litesubs.services.errors import DomainError, InvalidRequest, RateLimited, Unauthorized
@@ -61,10 +64,19 @@ def responses(
     return documented
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, *, routes: Sequence[BaseRoute] = ()) -> None:
+    """The handlers; `routes` are the API's own (included without a prefix), whose methods a 405 lists in `Allow`."""
+
+    def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        if error.status_code == 405:
+            error = HTTPException(
+                405, error.detail, headers={**(error.headers or {}), "Allow": _allowed(request, routes)}
+            )
+        return _http_error(request, error)
+
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, _unexpected_error)
 
 
@@ -104,6 +116,16 @@ def _http_error(_request: Request, error: HTTPException) -> JSONResponse:
         return error_response(422, InvalidRequest.code, "The body could not be read: send UTF-8 JSON.", field="body")
     code, message = _HTTP_ERRORS.get(error.status_code, ("error", str(error.detail)))
     return error_response(error.status_code, code, message, headers=error.headers)
+
+
+def _allowed(request: Request, routes: Sequence[BaseRoute]) -> str:
+    """Every method the routes take at the request's path: Starlette's 405 names only the first route's, and a
+    path such as `/customers/{ref}/holds` has one route per method."""
+    methods: set[str] = set()
+    for route in routes:
+        if isinstance(route, APIRoute) and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 def _unexpected_error(_request: Request, error: Exception) -> JSONResponse:
