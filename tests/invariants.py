@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from litesubs.models import CreditLot, Customer, HeldCredits, Hold, LedgerEntry
+from litesubs.models import CreditLot, Customer, Hold, LedgerEntry
 
 GRANT_KINDS = {"purchase", "credit", "adjustment"}
 HOLD_ENDINGS = {"capture", "release"}  # entries that give a hold's credits back (capture: what it did not spend)
@@ -26,7 +26,6 @@ def assert_invariants(engine: Engine, customer_id: int, *, now: datetime | None 
             session.exec(select(LedgerEntry).where(LedgerEntry.customer_id == customer_id).order_by(LedgerEntry.id))
         )
         holds = {hold.id: hold for hold in session.exec(select(Hold).where(Hold.customer_id == customer_id))}
-        held_credits = list(session.exec(select(HeldCredits).where(HeldCredits.hold_id.in_(list(holds)))))
     assert customer is not None
 
     # 1. balance == sum of (unexpired) lots' remaining == sum of ledger deltas; 0 <= remaining <= granted; balance >= 0
@@ -36,6 +35,7 @@ def assert_invariants(engine: Engine, customer_id: int, *, now: datetime | None 
     assert customer.balance == sum(lot.remaining for lot in lots.values())
     assert customer.balance == sum(entry.delta for entry in entries)
     active = [hold for hold in holds.values() if hold.status == "active"]
+    active_ids = {hold.id for hold in active}
     if now is not None:
         due = [lot for lot in lots.values() if lot.expires_at is not None and lot.expires_at <= now]
         assert all(lot.remaining == 0 for lot in due), "a lot due by now still holds credits"
@@ -44,15 +44,18 @@ def assert_invariants(engine: Engine, customer_id: int, *, now: datetime | None 
     # Held credits, counted apart: held == sum of the active holds; each hold came from lots that had them, and
     # an active hold's credits are out of its lots (a lot's remaining plus what active holds took <= granted).
     assert customer.held == sum(hold.amount for hold in active) >= 0
+    held_credits = [(hold.id, part["lot_id"], part["amount"]) for hold in holds.values() for part in hold.lots]
+    assert all(amount > 0 for _hold_id, _lot_id, amount in held_credits)
+    assert all(len({part["lot_id"] for part in hold.lots}) == len(hold.lots) for hold in holds.values())
     for hold in holds.values():
-        assert hold.amount == sum(credits.amount for credits in held_credits if credits.hold_id == hold.id)
+        assert hold.amount == sum(part["amount"] for part in hold.lots)
         assert 0 <= hold.captured <= hold.amount
         assert (hold.status == "captured") == (hold.captured > 0)
         assert (hold.status == "active") == (hold.ended_at is None)
     for lot in lots.values():
-        taken = sum(c.amount for c in held_credits if c.lot_id == lot.id and holds[c.hold_id].status == "active")
+        taken = sum(amount for hold_id, lot_id, amount in held_credits if lot_id == lot.id and hold_id in active_ids)
         assert lot.remaining + taken <= lot.granted
-    assert all(credits.lot_id in lots for credits in held_credits)
+    assert all(lot_id in lots for _hold_id, lot_id, _amount in held_credits)
 
     # next_expiry_at is never later than the soonest expiry of a lot still holding credits or of an active hold.
     expiring = [lot.expires_at for lot in lots.values() if lot.remaining > 0 and lot.expires_at is not None]

@@ -5,7 +5,7 @@ The rules (issue 18), on top of the ledger's (`ledger`):
 - Placing a hold takes its amount from the lots in the spending order, like a debit: the balance (what can
   be spent or held now) drops, the customer's `held` rises by as much, and one `hold` entry records it. It
   is refused whole when the balance is lower (`InsufficientCredits`) or the customer is suspended.
-  `HeldCredits` rows remember how much came from which lot.
+  The hold's `lots` remember how much came from which lot.
 - A hold ends once. A capture spends part or all of it (`HoldExceeded` for more than it holds) and gives
   the rest back: one `capture` entry whose delta is what came back (0 when all was spent). A release gives
   everything back: one `release` entry. Ending an ended hold is `HoldClosed`. Captured credits are the
@@ -17,7 +17,9 @@ The rules (issue 18), on top of the ledger's (`ledger`):
   lazily whenever the ledger next reads or writes the customer (`ledger.expire_due_lots` calls
   `end_due_holds`), and for the whole database by `release_expired` (the worker's sweep, and
   `python -m litesubs expire-credits`). The customer's `next_expiry_at` is never later than an active
-  hold's expiry, so debits (the fast path included) notice a due hold without a query.
+  hold's expiry, so debits (the fast path included) notice a due hold without a query, and the sweep finds
+  the customers whose holds may be due (holding some, `next_expiry_at` passed) without an index on holds'
+  status, which would keep ending a hold from being a HOT update on PostgreSQL.
 - A suspended customer's holds can still be captured or released: the credits were reserved before.
 
 Each operation is one ledger transaction (`ledger._change_credits`): the customer locked, what fell due
@@ -42,9 +44,11 @@ from sqlalchemy import (
     Engine,
     Integer,
     Select,
+    TableValuedAlias,
     Text,
     bindparam,
     cast,
+    column,
     func,
     insert,
     true,
@@ -54,7 +58,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Session, select
 
 from litesubs.db import get_engine, read_connection, read_session, write_session
-from litesubs.models import CreditLot, Customer, HeldCredits, Hold, LedgerEntry, utcnow
+from litesubs.models import CreditLot, Customer, Hold, LedgerEntry, utcnow
 from litesubs.services import idempotency, webhooks
 from litesubs.services.cursors import decode_cursor, encode_cursor
 from litesubs.services.customers import MAX_ID, ensure_active, lock_customer_row
@@ -228,12 +232,10 @@ def place_hold(
             reason=reason,
             expires_at=expires_at,
             created_at=now,
+            lots=[{"lot_id": lot_id, "amount": int(take)} for lot_id, take in taken],  # PostgreSQL's sums: numeric
         )
         session.add(hold)
         session.flush()
-        session.connection().execute(
-            insert(HeldCredits), [{"hold_id": hold.id, "lot_id": lot_id, "amount": take} for lot_id, take in taken]
-        )
         customer.held += amount
         if customer.next_expiry_at is None or hold.expires_at < customer.next_expiry_at:
             customer.next_expiry_at = hold.expires_at
@@ -376,7 +378,7 @@ def release_expired(*, now: datetime | None = None, engine: Engine | None = None
     now = now or utcnow()
     with read_session(engine) as session:
         due = session.exec(
-            select(Hold.customer_id, Hold.creator_id).where(Hold.status == ACTIVE, Hold.expires_at <= now).distinct()
+            select(Customer.id, Customer.creator_id).where(Customer.held > 0, Customer.next_expiry_at <= now)
         ).all()
     ended: list[HoldEnding] = []
     for customer_id, creator_id in due:
@@ -468,14 +470,13 @@ def _open_hold(session: Session, hold_id: int) -> Hold:
 def _end(session: Session, customer: Customer, hold: Hold, *, captured: int, status: str, cause: _Cause) -> HoldEnding:
     """End the hold: keep `captured` of its credits (those first in spending order), give the rest back to their
     lots, and record it in one entry whose delta is what came back."""
-    held = session.exec(
-        select(HeldCredits.lot_id, HeldCredits.amount, CreditLot.expires_at)
-        .join(CreditLot, CreditLot.id == HeldCredits.lot_id)
-        .where(HeldCredits.hold_id == hold.id)
-        .order_by(*_SPENDING_ORDER)
+    amounts = {part["lot_id"]: part["amount"] for part in hold.lots}
+    lots = session.exec(
+        select(CreditLot.id, CreditLot.expires_at).where(CreditLot.id.in_(amounts)).order_by(*_SPENDING_ORDER)
     ).all()
     back, to_keep = [], captured
-    for lot_id, amount, expires_at in held:
+    for lot_id, expires_at in lots:
+        amount = amounts[lot_id]
         kept = min(amount, to_keep)
         to_keep -= kept
         if amount > kept:
@@ -552,8 +553,8 @@ def _place_in_two_statements(placing: _Placing, cause: _Cause) -> HoldSummary | 
 @cache
 def _place_statement(*, with_key: bool) -> Select:
     """Placing's second statement, after `ledger._debit_statements`' lock (and with its parameter names): lots,
-    hold, its held credits, balance, ledger entry and the key's outcome (`hold_json` with the new id), returning
-    the hold's id and the entry's."""
+    hold (with which lots it took from), balance, ledger entry and the key's outcome (`hold_json` with the new
+    id), returning the hold's id and the entry's."""
     taken = _lots_to_take(bindparam("debit_customer_id"), bindparam("debit_amount", type_=BigInteger)).cte("taken")
     spent = (
         update(CreditLot)
@@ -573,18 +574,12 @@ def _place_statement(*, with_key: bool) -> Select:
             reason=bindparam("entry_reason"),
             expires_at=bindparam("hold_expires_at"),
             created_at=bindparam("entry_created_at"),
+            lots=select(func.jsonb_agg(func.jsonb_build_object("lot_id", taken.c.id, "amount", taken.c.take)))
+            .select_from(taken)
+            .scalar_subquery(),
         )
         .returning(Hold.id)
         .cte("placed")
-    )
-    held = (
-        insert(HeldCredits)
-        .from_select(
-            ["hold_id", "lot_id", "amount"],
-            select(placed.c.id, taken.c.id, taken.c.take).join_from(placed, taken, true()),
-        )
-        .returning(HeldCredits.lot_id)
-        .cte("held")
     )
     moved = (
         update(Customer)
@@ -605,9 +600,7 @@ def _place_statement(*, with_key: bool) -> Select:
         .returning(LedgerEntry.id)
         .cte("entry")
     )
-    place = (
-        select(placed.c.id, entry.c.id.label("entry_id")).join_from(placed, entry, true()).add_cte(spent, held, moved)
-    )
+    place = select(placed.c.id, entry.c.id.label("entry_id")).join_from(placed, entry, true()).add_cte(spent, moved)
     if not with_key:
         return place
     with_id = cast(_json_object(id=placed.c.id), JSONB)
@@ -697,12 +690,8 @@ def _end_statements(*, with_key: bool) -> tuple[Select, Select]:
     credits, the ledger entry and the key's outcome, returning the entry's id, delta, balance and lot.
     """
     hold_id = bindparam("end_hold_id")
-    soonest = (
-        select(func.min(CreditLot.expires_at))
-        .join(HeldCredits, HeldCredits.lot_id == CreditLot.id)
-        .where(HeldCredits.hold_id == hold_id)
-        .scalar_subquery()
-    )
+    held = _held_lots()
+    soonest = select(func.min(CreditLot.expires_at)).where(CreditLot.id == held.c.lot_id).scalar_subquery()
     lock = (
         select(
             Customer.id.label("customer_id"),
@@ -726,11 +715,13 @@ def _end_statements(*, with_key: bool) -> tuple[Select, Select]:
         lock = lock.where(select(claim.c.id).exists())
 
     captured = bindparam("end_captured", type_=BigInteger)
-    earlier = func.sum(HeldCredits.amount).over(order_by=_SPENDING_ORDER, rows=(None, -1))
+    earlier = func.sum(held.c.amount).over(order_by=_SPENDING_ORDER, rows=(None, -1))
     pieces = (
-        select(HeldCredits.lot_id, HeldCredits.amount, CreditLot.expires_at, func.coalesce(earlier, 0).label("earlier"))
-        .join(CreditLot, CreditLot.id == HeldCredits.lot_id)
-        .where(HeldCredits.hold_id == hold_id)
+        select(held.c.lot_id, held.c.amount, CreditLot.expires_at, func.coalesce(earlier, 0).label("earlier"))
+        .select_from(Hold)
+        .join(held, true())
+        .join(CreditLot, CreditLot.id == held.c.lot_id)
+        .where(Hold.id == hold_id)
         .subquery("pieces")
     )
     kept = func.least(pieces.c.amount, func.greatest(0, captured - pieces.c.earlier))
@@ -740,10 +731,7 @@ def _end_statements(*, with_key: bool) -> tuple[Select, Select]:
         .cte("back")
     )
     from_taken_back_lot = (
-        select(HeldCredits.lot_id)
-        .join(CreditLot, CreditLot.id == HeldCredits.lot_id)
-        .where(HeldCredits.hold_id == hold_id, CreditLot.taken_back.is_not(None))
-        .exists()
+        select(CreditLot.id).where(CreditLot.id == held.c.lot_id, CreditLot.taken_back.is_not(None)).exists()
     )
     ended = (
         update(Hold)
@@ -811,6 +799,15 @@ def _end_statements(*, with_key: bool) -> tuple[Select, Select]:
         .cte("remembered")
     )
     return lock, end.add_cte(remembered)
+
+
+def _held_lots() -> TableValuedAlias:
+    """The lots a hold took from, as rows of (lot_id, amount) of the `hold` row in the enclosing query."""
+    return (
+        func.jsonb_to_recordset(Hold.lots)
+        .table_valued(column("lot_id", Integer), column("amount", BigInteger))
+        .render_derived("held", with_types=True)
+    )
 
 
 def _remember(connection: Connection, creator_id: int, key: str | None, outcome: dict[str, Any]) -> None:
