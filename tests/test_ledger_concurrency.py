@@ -18,10 +18,9 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from litesubs.models import CreditLot, Customer, LedgerEntry, utcnow
-from litesubs.services import ledger
 from litesubs.services.customers import get_or_create_customer, suspend_customer
 from litesubs.services.errors import CustomerSuspended, DomainError, InsufficientCredits, NotFound
-from litesubs.services.ledger import Actor, LedgerResult, debit, grant
+from litesubs.services.ledger import Actor, LedgerResult, batching, debit, grant, model, postgres, transaction
 from tests.conftest import create_user
 from tests.invariants import assert_invariants
 from tests.ledger_factories import balance_of, entries_of, new_customer
@@ -178,17 +177,17 @@ def test_debits_run_together_give_what_they_would_one_after_the_other(postgres_e
 
     one_by_one = [attempt(alone, amount, key) for amount, key in plan]
     batch = [
-        ledger._Debit(
+        postgres.Debit(
             engine,
             together.creator_id,
             together.id,
             amount,
             {"operation": "debit", "amount": amount, "reason": "API call", "customer_id": together.id},
-            ledger._Cause("debit", API_KEY, "API call", utcnow(), key),
+            model.Cause("debit", API_KEY, "API call", utcnow(), key),
         )
         for amount, key in plan
     ]
-    outcomes = ledger._debit_together(batch)
+    outcomes = batching.debit_together(batch)
     # Left to the general path: the key used before, and the key used earlier in the same batch.
     assert [index for index, outcome in enumerate(outcomes) if outcome is None] == [3, 5]
     in_batch = [
@@ -207,7 +206,7 @@ def test_debits_run_together_give_what_they_would_one_after_the_other(postgres_e
 
 def _delivered_or_refused(outcome: dict) -> LedgerResult | DomainError:
     try:
-        return ledger._delivered(outcome, replayed=False)
+        return transaction.delivered(outcome, replayed=False)
     except DomainError as error:
         return error
 
@@ -245,13 +244,13 @@ def _batch(engine: Engine, customer: Customer, plan: list[tuple[int, str | None]
     """Debits of one customer as the hot path coalesces them (`customer_id` may name one that does not exist)."""
     customer_id = customer.id if customer_id is None else customer_id
     return [
-        ledger._Debit(
+        postgres.Debit(
             engine,
             customer.creator_id,
             customer_id,
             amount,
             {"operation": "debit", "amount": amount, "reason": "API call", "customer_id": customer_id},
-            ledger._Cause("debit", API_KEY, "API call", now or utcnow(), key),
+            model.Cause("debit", API_KEY, "API call", now or utcnow(), key),
         )
         for amount, key in plan
     ]
@@ -273,7 +272,7 @@ def test_a_batch_that_meets_a_due_lot_changes_nothing_and_the_general_path_expir
     api_grant(engine, customer, 10)
     later = now + timedelta(hours=2)
 
-    outcomes = ledger._debit_together(_batch(engine, customer, [(3, "due-1"), (4, None)], now=later))
+    outcomes = batching.debit_together(_batch(engine, customer, [(3, "due-1"), (4, None)], now=later))
 
     assert outcomes == [None, None]
     assert balance_of(engine, customer.id) == 15
@@ -296,7 +295,7 @@ def test_a_batch_for_a_customer_that_does_not_exist_claims_no_key(postgres_engin
     customer = new_customer(engine)
     api_grant(engine, customer, 10)
 
-    outcomes = ledger._debit_together(_batch(engine, customer, [(1, "ghost-1"), (2, None)], customer_id=2**31 - 1))
+    outcomes = batching.debit_together(_batch(engine, customer, [(1, "ghost-1"), (2, None)], customer_id=2**31 - 1))
 
     assert outcomes == [None, None]
     for _ in range(2):  # the key was not used up: the general path answers NotFound each time, never a replay
@@ -318,7 +317,7 @@ def test_a_suspended_customer_refuses_every_debit_of_a_batch_and_the_refusals_re
     api_grant(engine, customer, 10)
     suspend_customer(creator_id=customer.creator_id, customer_id=customer.id, engine=engine)
 
-    outcomes = ledger._debit_together(_batch(engine, customer, [(1, "suspended-1"), (2, None), (3, "suspended-2")]))
+    outcomes = batching.debit_together(_batch(engine, customer, [(1, "suspended-1"), (2, None), (3, "suspended-2")]))
 
     assert [outcome["refusal"] for outcome in outcomes] == ["customer_suspended"] * 3
     with pytest.raises(CustomerSuspended) as replayed:
