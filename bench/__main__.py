@@ -20,9 +20,11 @@ from bench.holds import check_books as check_hold_books
 from bench.holds import measure as measure_holds
 from bench.load import LoadResult
 from bench.scale import load_scale_data
+from bench.wal import measure as measure_wal
 from litesubs.db import make_engine
 
 RESULTS = Path(__file__).resolve().parent / "results"
+WAL_CUSTOMERS = 1000
 
 
 def main() -> None:
@@ -30,7 +32,7 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=100_000, help="customers in the scale data set")
     parser.add_argument("--seconds", type=int, default=10, help="duration of each load run")
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
-    parser.add_argument("--only", choices=["api", "dashboard", "holds"], help="run one part only")
+    parser.add_argument("--only", choices=["api", "dashboard", "holds", "wal"], help="run one part only")
     args = parser.parse_args()
     os.environ.setdefault("LITESUBS_BCRYPT_ROUNDS", "4")
     report: dict = {"machine": _machine(), "started_at": datetime.now(UTC).isoformat()}
@@ -43,6 +45,8 @@ def main() -> None:
             report["dashboard"] = _dashboard(url, engine, args)
         if args.only in (None, "holds"):
             report["holds"] = _holds(url, engine)
+        if args.only in (None, "wal"):
+            report["wal"] = _wal(engine)
         engine.dispose()
 
     RESULTS.mkdir(exist_ok=True)
@@ -106,6 +110,30 @@ def _holds(url: str, engine: Engine) -> list[dict]:
         [[r.name, r.clients, r.debit_ms, r.pair_ms, r.ratio, r.mean_ratio] for r in results],
     )
     print(f"Books checked: {len(world.customers)} customers, every balance == its lots == its ledger, holds counted.")
+    return [asdict(r) for r in results]
+
+
+def _wal(engine: Engine) -> list[dict]:
+    world = build_hold_world(engine, customers=WAL_CUSTOMERS)
+    results = measure_wal(engine, world)
+    check_hold_books(engine, world)
+    tables = sorted({table for r in results for table, (updates, _hot) in r.updates.items() if updates})
+    _print_table(
+        "WAL per operation (this database only; full-page images apart) and HOT updates (HOT / all, per table)",
+        ["operation", "count", "WAL bytes", "without FPI", "records", "FPIs", *tables],
+        [
+            [
+                r.operation,
+                r.count,
+                r.wal_bytes,
+                r.wal_bytes_without_fpi,
+                r.records,
+                r.full_page_images,
+                *(f"{r.updates[table][1]} / {r.updates[table][0]}" for table in tables),
+            ]
+            for r in results
+        ],
+    )
     return [asdict(r) for r in results]
 
 

@@ -54,11 +54,12 @@ class PairResult:
     mean_ratio: float  # pair / debit, means
 
 
-def build_world(engine: Engine) -> HoldWorld:
+def build_world(engine: Engine, *, customers: int = CUSTOMERS) -> HoldWorld:
+    """A creator with API keys and `customers` customers holding a billion credits each."""
     creator = create_user(engine, name="Holds Creator")
     made = [api_keys.create_key(creator_id=creator.id, name=f"bench holds {n}", engine=engine) for n in range(KEYS)]
-    customers = []
-    for _ in range(CUSTOMERS):
+    ids = []
+    for _ in range(customers):
         buyer = create_user(engine, name="Holds Buyer")
         customer = get_or_create_customer(creator_id=creator.id, buyer_id=buyer.id, engine=engine)
         grant(
@@ -68,8 +69,8 @@ def build_world(engine: Engine) -> HoldWorld:
             actor=Actor("system"),
             engine=engine,
         )
-        customers.append(customer.id)
-    return HoldWorld(creator.id, made[0][0].id, [secret for _key, secret in made], customers)
+        ids.append(customer.id)
+    return HoldWorld(creator.id, made[0][0].id, [secret for _key, secret in made], ids)
 
 
 def measure(database_url: str, engine: Engine, world: HoldWorld) -> list[PairResult]:
@@ -90,6 +91,14 @@ def check_books(engine: Engine, world: HoldWorld) -> None:
 
 def _in_process(engine: Engine, world: HoldWorld) -> PairResult:
     """Service calls in this process, one after the other: the database work and our Python, no HTTP."""
+    return _alternating("in-process (service calls)", [in_process_operations(engine, world, prefix="in-process")])
+
+
+def in_process_operations(
+    engine: Engine, world: HoldWorld, *, prefix: str
+) -> tuple[Callable[[], None], Callable[[], None]]:
+    """A debit of 1 credit, and a hold of 10 then its capture of 7, as service calls: each call with its own
+    idempotency key (`prefix` keeps them apart from other runs), the customers taken in turn."""
     actor, keys, customers = Actor("api_key", world.key_id), itertools.count(), itertools.cycle(world.customers)
 
     def one_debit() -> None:
@@ -99,7 +108,7 @@ def _in_process(engine: Engine, world: HoldWorld) -> PairResult:
             amount=1,
             actor=actor,
             reason="bench",
-            idempotency_key=f"debit-{next(keys)}",
+            idempotency_key=f"{prefix}-debit-{next(keys)}",
             engine=engine,
         )
 
@@ -110,7 +119,7 @@ def _in_process(engine: Engine, world: HoldWorld) -> PairResult:
             amount=10,
             actor=actor,
             reason="bench",
-            idempotency_key=f"hold-{next(keys)}",
+            idempotency_key=f"{prefix}-hold-{next(keys)}",
             engine=engine,
         )
         holds.capture_hold(
@@ -118,11 +127,11 @@ def _in_process(engine: Engine, world: HoldWorld) -> PairResult:
             hold_id=hold.id,
             amount=7,
             actor=actor,
-            idempotency_key=f"capture-{next(keys)}",
+            idempotency_key=f"{prefix}-capture-{next(keys)}",
             engine=engine,
         )
 
-    return _alternating("in-process (service calls)", [(one_debit, one_pair)])
+    return one_debit, one_pair
 
 
 def _over_http(base_url: str, world: HoldWorld, *, clients: int) -> PairResult:

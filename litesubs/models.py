@@ -148,7 +148,8 @@ class Customer(SQLModel, table=True):
         CheckConstraint("status IN ('active', 'suspended')", name="ck_customer_status"),
         # The customer table's sorts: (creator, column, id) walked forwards or backwards, one page at a time.
         # Dates sort NULLS FIRST so that a backward walk lists the newest first and never-bought last.
-        Index("ix_customer_creator_balance", "creator_id", "balance", "id"),
+        # No index names `balance`: every debit changes it, and on PostgreSQL an update that changes no indexed
+        # column is HOT (no new index entries). The sort by balance sorts the creator's rows instead.
         Index("ix_customer_creator_credits_purchased", "creator_id", "credits_purchased", "id"),
         Index(
             "ix_customer_creator_last_purchase",

@@ -92,7 +92,8 @@ def list_customers(
     page_size: int = 25,
     engine: Engine | None = None,
 ) -> CustomerTable:
-    """One page of the creator's customers, searched by name or email, sorted by an indexed column."""
+    """One page of the creator's customers, searched by name or email, sorted by a column: an indexed one, or the
+    balance, which no index names so that debits stay HOT updates (PostgreSQL sorts the creator's rows for it)."""
     if sort not in SORTS:
         raise InvalidRequest("sort", f"Sort by one of {', '.join(SORTS)}.")
     if page_size not in PAGE_SIZES:
@@ -287,8 +288,9 @@ def export_ledger_csv(*, creator_id: int, engine: Engine | None = None) -> Itera
 
 
 def _order(column: InstrumentedAttribute, *, descending: bool) -> list:
-    """Walks one index (creator_id, column, id) forwards or backwards. Empty dates (NULL) go last when
-    the newest come first; naming NULLS for a NOT NULL column would stop PostgreSQL from using the index."""
+    """Walks one index (creator_id, column, id) forwards or backwards (for the balance, a sort in that order).
+    Empty dates (NULL) go last when the newest come first; naming NULLS for a NOT NULL column would stop
+    PostgreSQL from using the index."""
     if not column.nullable:
         return [column.desc(), Customer.id.desc()] if descending else [column.asc(), Customer.id.asc()]
     if descending:
