@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from litesubs.db import make_engine
 from litesubs.models import CreditLot, Customer, LedgerEntry, utcnow
 from litesubs.services.customers import get_or_create_customer, suspend_customer
 from litesubs.services.errors import CustomerSuspended, DomainError, InsufficientCredits, NotFound
@@ -150,6 +151,66 @@ def test_racing_retries_spend_each_job_once_on_both_databases(engine: Engine) ->
     assert [result.replayed for result in results].count(False) == 20
     assert balance_of(engine, customer.id) == 0
     assert_invariants(engine, customer.id)
+
+
+def test_one_call_debits_racing_on_one_customer_and_spread_keep_the_books_exact(postgres_engine: Engine) -> None:
+    """Debits through the one-call path (`ledger_debit`) from four engines, as from four processes (debits of
+    one customer coalesce only within one), race on one hot customer and on ten others; some jobs are retried
+    with their key. Every credit is spent once, no key runs twice, no refused debit would have fitted."""
+    url = postgres_engine.url.render_as_string(hide_password=False)
+    engines = [make_engine(url) for _ in range(4)]
+    hot = new_customer(postgres_engine)
+    creator = create_user(postgres_engine)
+    spread = [
+        get_or_create_customer(creator_id=creator.id, buyer_id=create_user(postgres_engine).id, engine=postgres_engine)
+        for _ in range(10)
+    ]
+    grant(
+        creator_id=hot.creator_id,
+        customer_id=hot.id,
+        amount=25,
+        actor=API_KEY,
+        expires_at=utcnow() + timedelta(days=1),
+        engine=postgres_engine,
+    )
+    api_grant(postgres_engine, hot, 15)
+    for customer in spread:
+        api_grant(postgres_engine, customer, 3)
+
+    def job(index: int) -> tuple[Customer, int, str]:
+        number = index % 45  # the last 15 threads retry jobs 0 to 14
+        customer = hot if number % 2 == 0 else spread[number % 10]
+        return customer, 1 + number % 3, f"job-{number}"
+
+    def attempt(index: int) -> LedgerResult:
+        customer, amount, key = job(index)
+        return api_debit(engines[index % 4], customer, amount, key=key)
+
+    try:
+        outcomes = race(THREADS, attempt)
+    finally:
+        for engine in engines:
+            engine.dispose()
+
+    assert all(isinstance(outcome, LedgerResult | InsufficientCredits) for outcome in outcomes)
+    jobs = [job(index) for index in range(THREADS)]
+    answers: dict[str, set] = {}
+    for (_customer, _amount, key), outcome in zip(jobs, outcomes, strict=True):
+        answers.setdefault(key, set()).add(outcome.entry_id if isinstance(outcome, LedgerResult) else outcome.message)
+    assert all(len(answer) == 1 for answer in answers.values()), "a retried job got another answer"
+    for customer, granted in ((hot, 40), *((other, 3) for other in spread)):
+        mine = {
+            key: (amount, outcome)
+            for (owner, amount, key), outcome in zip(jobs, outcomes, strict=True)
+            if owner is customer
+        }
+        spent = sum(amount for amount, outcome in mine.values() if isinstance(outcome, LedgerResult))
+        refused = [amount for amount, outcome in mine.values() if isinstance(outcome, InsufficientCredits)]
+        debited = [entry.idempotency_key for entry in entries_of(postgres_engine, customer.id) if entry.kind == "debit"]
+        assert sorted(debited) == sorted(key for key, (_, outcome) in mine.items() if isinstance(outcome, LedgerResult))
+        assert balance_of(postgres_engine, customer.id) == granted - spent >= 0
+        assert all(amount > granted - spent for amount in refused), "a refused debit would have fitted"
+        assert_invariants(postgres_engine, customer.id)
 
 
 def test_debits_run_together_give_what_they_would_one_after_the_other(postgres_engine: Engine) -> None:

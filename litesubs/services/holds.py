@@ -75,7 +75,7 @@ from litesubs.services.ledger import (
     take_back_returned,
 )
 from litesubs.services.ledger.model import Cause, check_amount, check_reason
-from litesubs.services.ledger.postgres import debit_statements, json_object
+from litesubs.services.ledger.postgres import debit_lock, json_object
 from litesubs.services.ledger.rules import (
     SPENDING_ORDER,
     has_due_lots,
@@ -527,7 +527,7 @@ def _place_in_two_statements(placing: _Placing, cause: Cause) -> HoldSummary | d
         parameters |= idempotency.claim_parameters(
             creator_id=creator_id, key=key, request=placing.request, now=cause.now
         )
-    lock = debit_statements(with_key=key is not None)[0]
+    lock = debit_lock(with_key=key is not None)
     with placing.engine.begin() as connection:
         customer = _compiled(lock).first(connection, parameters)
         if customer is None or has_due_lots(customer, cause.now):
@@ -555,9 +555,9 @@ def _place_in_two_statements(placing: _Placing, cause: Cause) -> HoldSummary | d
 
 @cache
 def _place_statement(*, with_key: bool) -> Select:
-    """Placing's second statement, after `ledger.postgres.debit_statements`' lock (and with its parameter names):
-    lots, hold (with which lots it took from), balance, ledger entry and the key's outcome (`hold_json` with the
-    new id), returning the hold's id and the entry's."""
+    """Placing's second statement, after `ledger.postgres.debit_lock` (and with its parameter names): lots, hold
+    (with which lots it took from), balance, ledger entry and the key's outcome (`hold_json` with the new id),
+    returning the hold's id and the entry's."""
     taken = lots_to_take(bindparam("debit_customer_id"), bindparam("debit_amount", type_=BigInteger)).cte("taken")
     spent = (
         update(CreditLot)

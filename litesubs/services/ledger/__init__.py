@@ -26,7 +26,8 @@ The map, in the order a newcomer reads it:
 - `reads`: `get_balance` and `list_entries`.
 - `transaction`: the general path every change takes (`change_credits`) and the steps a change is made of;
   `services.holds` builds on these.
-- `postgres`: the debit's fast path on PostgreSQL, the same rules in fewer round trips.
+- `postgres`: the debit's fast path on PostgreSQL, the same rules in one round trip (the server-side
+  function `ledger_debit` of migration 0014; tests/test_ledger_paths.py holds it to the general path).
 - `batching`: debits of one customer arriving together, run in one transaction (the `Coalescer`).
 
 Callers import the package (`from litesubs.services import ledger`; `ledger.debit(...)`); what is exported

@@ -21,7 +21,7 @@ from sqlalchemy import insert
 from litesubs.models import LedgerEntry
 from litesubs.services import idempotency, webhooks
 from litesubs.services.ledger.model import LedgerResult
-from litesubs.services.ledger.postgres import Debit, debit_in_two_statements, debit_statements
+from litesubs.services.ledger.postgres import Debit, debit_in_one_call, debit_lock
 from litesubs.services.ledger.rules import has_due_lots, lot_of_each, lots_to_take, refusal_of
 from litesubs.services.ledger.transaction import MOVE_BALANCE, TAKE_FROM_LOT, entry_fields
 
@@ -94,7 +94,7 @@ class Coalescer(Generic[Request, Result]):
 
 def _run_debits(debits: list[Debit]) -> list[dict[str, Any] | None]:
     """The committed outcome of each debit (all of one customer), or None where the general path must decide."""
-    return debit_together(debits) if len(debits) > 1 else [debit_in_two_statements(debits[0])]
+    return debit_together(debits) if len(debits) > 1 else [debit_in_one_call(debits[0])]
 
 
 # Debits of one customer that arrive while another is running wait, then run together (see `coalescing`).
@@ -122,7 +122,7 @@ def debit_together(debits: list[Debit]) -> list[dict[str, Any] | None]:
             if key is None or key in claimed:
                 running.append(index)
                 claimed.discard(key)
-        lock = debit_statements(with_key=False)[0]
+        lock = debit_lock(with_key=False)
         customer = connection.execute(lock, {"debit_creator_id": creator_id, "debit_customer_id": customer_id}).first()
         if customer is None or has_due_lots(customer, now):
             connection.rollback()

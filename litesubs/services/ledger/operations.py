@@ -81,8 +81,13 @@ def debit(
     idempotency_key: str | None = None,
     now: datetime | None = None,
     engine: Engine | None = None,
+    fast_path: bool = True,
 ) -> LedgerResult:
-    """Spend `amount` credits. Refused whole, changing nothing, if the customer is suspended or has fewer."""
+    """Spend `amount` credits. Refused whole, changing nothing, if the customer is suspended or has fewer.
+
+    On PostgreSQL the fast path (`batching`, `postgres`) runs it, leaving rare cases to the general path;
+    `fast_path=False` runs the general path alone (tests/test_ledger_paths.py compares the two).
+    """
     now = now or utcnow()
     amount, reason = check_amount(amount), check_reason(reason)
     if idempotency_key is not None:
@@ -90,7 +95,7 @@ def debit(
     cause = Cause("debit", actor, reason, now, idempotency_key)
     request = {"operation": "debit", "amount": amount, "reason": reason}
     engine = engine or get_engine()
-    if engine.dialect.name == "postgresql":
+    if fast_path and engine.dialect.name == "postgresql":
         hot = Debit(engine, creator_id, customer_id, amount, {**request, "customer_id": customer_id}, cause)
         outcome = DEBITS.run((engine, creator_id, customer_id), hot)
         if outcome is not None:

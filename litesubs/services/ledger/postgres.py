@@ -1,10 +1,14 @@
 """The debit's fast path on PostgreSQL: the general path's rules (`transaction.change_credits` with
-`transaction.spend_credits`) in as few round trips as the database allows, built once so that a debit costs
-SQLAlchemy no compiling.
+`transaction.spend_credits`) in one round trip.
 
-Start at `debit_in_two_statements`. It returns None, having changed nothing, whenever a case is rare enough
-to leave to the general path (no such customer, a key used before, something due). `holds` places holds
-with the same lock statement (`debit_statements`).
+Start at `debit_in_one_call`: it calls the server-side function `ledger_debit` (created by migration 0014) in
+autocommit, so the key's claim, the customer's lock, the lots, the balance, the ledger entry, its
+`credits.debited` event and the key's outcome are one statement and one transaction, with no BEGIN or COMMIT
+of their own. The function follows `rules` and leaves every rare case to the general path (no such customer,
+a key used before, something due, a refusal with a key, a debit that makes `credits.low` or
+`credits.depleted`), having written nothing. tests/test_ledger_paths.py checks that both paths keep the same
+books. `debit_lock` is the statement that claims a key and locks a customer, for batches (`batching`) and for
+`holds`.
 """
 
 from __future__ import annotations
@@ -13,27 +17,15 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    ColumnElement,
-    Engine,
-    Integer,
-    Select,
-    Text,
-    bindparam,
-    cast,
-    func,
-    insert,
-    literal,
-    update,
-)
+from sqlalchemy import ColumnElement, Engine, Integer, Select, Text, bindparam, func, literal, text
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import select
 
-from litesubs.models import CreditLot, Customer, LedgerEntry
+from litesubs.models import Customer
 from litesubs.services import idempotency, webhooks
 from litesubs.services.ledger.model import Cause, LedgerResult
-from litesubs.services.ledger.rules import has_due_lots, lots_to_take, refusal_of, single_lot
-from litesubs.services.ledger.transaction import ENTRY_COLUMNS, MOVE_BALANCE, entry_fields
+from litesubs.services.ledger.rules import refusal_of
+from litesubs.services.ledger.transaction import entry_fields
 
 
 @dataclass(frozen=True)
@@ -51,64 +43,63 @@ class Debit:
     cause: Cause
 
 
-def debit_in_two_statements(debit: Debit) -> dict[str, Any] | None:
-    """`debit` in two statements and a commit, for the API's hot path: the rules of `change_credits`.
+# The SQLSTATE with which `ledger_debit` leaves a debit whose key it claimed to the general path (rolling back).
+LEFT_TO_GENERAL_PATH = "LS001"
 
-    The first statement claims the idempotency key and locks the customer; the second (which, under
-    READ COMMITTED, sees everything committed before the lock was granted) takes from the lots, moves
-    the balance, writes the ledger entry and stores the outcome for the key. Both are built once
-    (`debit_statements`), so a debit costs SQLAlchemy no compiling. Returns the committed outcome,
-    or None after changing nothing when the general path must decide: no such customer, a key used
-    before, or a lot due to expire.
-    """
+_CALL = text(
+    "SELECT o_verdict AS verdict, o_entry_id AS entry_id, o_lot_id AS lot_id, o_balance AS balance,"
+    " o_status AS status FROM ledger_debit(:creator_id, :customer_id, :amount, :reason, :actor_type, :actor_id,"
+    " :key, :request_hash, :now, :now_text, :event_head, :event_tail)"
+)
+
+
+def debit_in_one_call(debit: Debit) -> dict[str, Any] | None:
+    """`debit` in one round trip: the committed outcome (a result, or a refusal made without a key), or None
+    when the general path must decide, nothing having changed."""
     creator_id, customer_id, amount, cause = debit.creator_id, debit.customer_id, debit.amount, debit.cause
     key = cause.idempotency_key
-    parameters = {"debit_creator_id": creator_id, "debit_customer_id": customer_id, "debit_amount": amount}
+    fields = entry_fields(creator_id, customer_id, delta=-amount, balance_after=0, cause=cause)
+    event_head, event_tail = webhooks.debited_event_around_balance(fields)
+    request_hash = None
     if key is not None:
-        parameters |= idempotency.claim_parameters(creator_id=creator_id, key=key, request=debit.request, now=cause.now)
-    lock = debit_statements(with_key=key is not None)[0]
-    with debit.engine.begin() as connection:
-        customer = connection.execute(lock, parameters).first()
-        if customer is None or has_due_lots(customer, cause.now):
-            connection.rollback()
+        claim = idempotency.claim_parameters(creator_id=creator_id, key=key, request=debit.request, now=cause.now)
+        request_hash = claim["claim_request_hash"]
+    parameters = {
+        "creator_id": creator_id,
+        "customer_id": customer_id,
+        "amount": amount,
+        "reason": cause.reason,
+        "actor_type": fields["actor_type"],
+        "actor_id": fields["actor_id"],
+        "key": key,
+        "request_hash": request_hash,
+        "now": cause.now,
+        "now_text": cause.now.isoformat(),
+        "event_head": event_head,
+        "event_tail": event_tail,
+    }
+    try:
+        with debit.engine.connect() as connection:
+            row = connection.execution_options(isolation_level="AUTOCOMMIT").execute(_CALL, parameters).one()
+    except DBAPIError as error:
+        if getattr(error.orig, "sqlstate", None) == LEFT_TO_GENERAL_PATH:
             return None
-        refusal = refusal_of(customer, balance=customer.balance, amount=amount)
-        if refusal is not None:
-            if key is not None:
-                connection.execute(
-                    idempotency.REMEMBER,
-                    idempotency.remember_parameters(creator_id=creator_id, key=key, outcome=refusal),
-                )
-            return refusal
-        balance_after = customer.balance - amount
-        fields = entry_fields(creator_id, customer_id, delta=-amount, balance_after=balance_after, cause=cause)
-        parameters |= {f"entry_{column}": value for column, value in fields.items()}
-        parameters |= {"move_customer_id": customer_id, "move_balance": balance_after, "move_now": cause.now}
-        parameters |= {"remember_creator_id": creator_id, "remember_key": key}
-        parameters["debit_created_at_text"] = cause.now.isoformat()
-        watch = webhooks.Watch.of(customer)
-        spend = debit_statements(with_key=key is not None, with_event=watch.sends_debits)[1]
-        if watch.sends_debits:
-            parameters |= webhooks.debited_event_parameters(fields)
-        entry_id, lot_id = connection.execute(spend, parameters).one()
-        webhooks.credits_changed(connection, [(entry_id, fields)], watch=watch.with_debits_recorded())
-    result = LedgerResult(entry_id, customer_id, cause.kind, -amount, balance_after, lot_id, cause.now)
+        raise
+    if row.verdict == "general":
+        return None
+    if row.verdict == "refused":
+        return refusal_of(row, balance=row.balance, amount=amount)
+    result = LedgerResult(row.entry_id, customer_id, cause.kind, -amount, row.balance, row.lot_id, cause.now)
     return {"result": result.to_json()}
 
 
-# The columns of a ledger entry that a `LedgerResult` repeats as they are (it adds `entry_id`, `lot_id` and the time).
-_RESULT_COLUMNS = ("customer_id", "kind", "delta", "balance_after")
-
-
 @cache
-def debit_statements(*, with_key: bool, with_event: bool = False) -> tuple[Select, Select]:
-    """The debit's two statements, with bind parameters named after `entry_fields` and the claim's.
+def debit_lock(*, with_key: bool) -> Select:
+    """The statement that locks a customer for a spend: its balance, status and next expiry (and what webhooks
+    want of a debit: `webhooks.watch_columns`), with parameters `debit_creator_id` and `debit_customer_id`.
 
-    The lock: the customer's balance, status and next expiry (and what webhooks want of a debit),
-    locked; with a key, only when the key was claimed (the claim runs before the lock, so a replay
-    locks nothing). The spend, for a locked customer whose balance covers the amount: lots, balance,
-    ledger entry, the key's outcome and, `with_event`, the `credits.debited` event in one statement,
-    returning the entry's id and lot.
+    With a key (the parameters of `idempotency.claim_parameters`), it first claims the key and locks only when
+    the claim succeeded, so a replay locks nothing.
     """
     lock = (
         select(
@@ -123,38 +114,7 @@ def debit_statements(*, with_key: bool, with_event: bool = False) -> tuple[Selec
     if with_key:
         claim = idempotency.claim_statement("postgresql").cte("claim")
         lock = lock.where(select(claim.c.id).exists())
-    taken = lots_to_take(bindparam("debit_customer_id"), bindparam("debit_amount", type_=BigInteger)).cte("taken")
-    spent = (
-        update(CreditLot)
-        .where(CreditLot.id == taken.c.id)
-        .values(remaining=CreditLot.remaining - taken.c.take)
-        .returning(CreditLot.id)
-        .cte("spent")
-    )
-    moved = MOVE_BALANCE.returning(Customer.id).cte("moved")
-    only_lot = single_lot(taken)
-    entry = (
-        insert(LedgerEntry)
-        .values({**{column: bindparam(f"entry_{column}") for column in ENTRY_COLUMNS}, "lot_id": only_lot})
-        .returning(*(getattr(LedgerEntry, column) for column in ("id", "lot_id", *_RESULT_COLUMNS)))
-        .cte("entry")
-    )
-    spend = select(entry.c.id, entry.c.lot_id).add_cte(spent, moved)
-    if with_event:
-        entry_values = {column: bindparam(f"entry_{column}") for column in ENTRY_COLUMNS}
-        spend = spend.add_cte(webhooks.debited_event_cte(entry, entry_values))
-    if not with_key:
-        return lock, spend
-    outcome = json_object(
-        result=json_object(
-            entry_id=entry.c.id,
-            lot_id=entry.c.lot_id,
-            **{column: entry.c[column] for column in _RESULT_COLUMNS},
-            created_at=bindparam("debit_created_at_text", type_=Text),
-        )
-    )
-    remembered = idempotency.REMEMBER.values(outcome=cast(select(outcome).scalar_subquery(), Text)).cte("remembered")
-    return lock, spend.add_cte(remembered)
+    return lock
 
 
 def json_object(**fields: ColumnElement[Any]) -> ColumnElement[Any]:

@@ -1,7 +1,7 @@
 """The ledger's reads: a customer's balance with its lots (`get_balance`) and its ledger (`list_entries`).
 
 Both read without a lock in the common case; only when a lot or hold may be due do they take the customer's
-lock and expire it first, so what they show is never out of date.
+lock and expire it first, so what they show is never out of date. Start at `get_balance`.
 """
 
 from __future__ import annotations
