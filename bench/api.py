@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +87,7 @@ def measure(
         server = start_app_server(database_url, Path(work_dir) / "server.log", Path(work_dir), extra_env=environment)
         meter = CpuMeter(engine, server.process.pid)
         try:
+            results.append(_idle(meter, seconds))
             for count in client_counts:
                 common = {"keys": world.keys, "clients": count, "seconds": seconds}
                 for name, mode, customers in (
@@ -132,6 +134,25 @@ def measure(
             ),
         ]
     return results
+
+
+def _idle(meter: CpuMeter, seconds: int) -> LoadResult:
+    """What the app and the database spend with no request at all (the background worker's polling, say):
+    CPU µs per second, in the CPU columns of a row with no requests."""
+    meter.start()
+    time.sleep(seconds)
+    app, database = meter.stop()
+    return LoadResult(
+        "app idle (CPU µs per second)",
+        0,
+        0.0,
+        0.0,
+        0.0,
+        0,
+        0,
+        round(app * 1e6 / seconds),
+        round(database * 1e6 / seconds),
+    )
 
 
 def check_books(engine: Engine, world: ApiWorld) -> int:

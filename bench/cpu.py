@@ -58,10 +58,10 @@ class CpuMeter:
         self._database = {pid: process_cpu(pid) for pid in database_backends(self._engine)}
 
     def stop(self) -> tuple[float, float]:
-        """(app seconds, database seconds) since `start`; processes that started meanwhile count from zero."""
-        app = session_pids(self._session) | set(self._app)
-        database = database_backends(self._engine) | set(self._database)
-        return (
-            sum(process_cpu(pid) - self._app.get(pid, 0.0) for pid in app),
-            sum(process_cpu(pid) - self._database.get(pid, 0.0) for pid in database),
-        )
+        """(app seconds, database seconds) since `start`. Processes that started meanwhile count from zero; those
+        that ended are left out (what they used is gone from /proc), so a churning pool is undercounted."""
+        return _since(session_pids(self._session), self._app), _since(database_backends(self._engine), self._database)
+
+
+def _since(now_running: set[int], at_start: dict[int, float]) -> float:
+    return sum(max(0.0, cpu - at_start.get(pid, 0.0)) for pid in now_running if (cpu := process_cpu(pid)))

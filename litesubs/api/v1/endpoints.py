@@ -170,8 +170,8 @@ _ON_CUSTOMER = (
 
 router = APIRouter(tags=["API v1"])
 T = TypeVar("T")
-# Service calls wait on the database in these: as many as the engine's pool has connections (20, and 20 more
-# when busy), the number of threads `run_in_threadpool` allowed too.
+# Service calls wait on the database in these: as many as the engine's pool has connections with its overflow
+# (20 + 20), and as `run_in_threadpool` allowed.
 _THREADS = ThreadPoolExecutor(max_workers=40, thread_name_prefix="api-v1")
 
 
