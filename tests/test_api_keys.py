@@ -131,3 +131,25 @@ def test_a_key_read_within_a_second_is_not_read_again_and_after_that_it_is(
         assert len(statements) == read + 1
     finally:
         event.remove(engine, "before_cursor_execute", count)
+
+
+def test_keys_in_use_are_read_again_together_in_one_query(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    creator = create_user(engine)
+    secrets_ = [create_key(creator_id=creator.id, name=f"Backend {n}", engine=engine)[1] for n in range(5)]
+    lookups: list[str] = []
+
+    def count(_connection, _cursor, statement: str, *_args: object) -> None:
+        if "FROM api_key JOIN" in statement:
+            lookups.append(statement)
+
+    monkeypatch.setattr(api_keys, "KEY_CACHE_SECONDS", 0.3)
+    for secret in secrets_:
+        authenticate(secret=secret, engine=engine)
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        time.sleep(0.35)
+        for secret in secrets_:
+            authenticate(secret=secret, engine=engine)
+        assert len(lookups) == 1
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
