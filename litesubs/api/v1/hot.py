@@ -31,7 +31,7 @@ from litesubs.api.v1.rate_limit import api_limits
 from litesubs.api.v1.schemas import CustomerDetail, DebitRequest, TransactionPublic
 from litesubs.models import ApiKey
 from litesubs.services import ledger
-from litesubs.services.customer_accounts import customer_account
+from litesubs.services.customer_accounts import CustomerAccount, customer_account
 from litesubs.services.errors import DomainError, Unauthorized
 from litesubs.services.idempotency import MAX_KEY_LENGTH
 
@@ -68,9 +68,8 @@ class HotRoutes:
             await self.app(scope, receive, send)
             return
 
-        def spend(key: ApiKey) -> Callable[[], ledger.LedgerResult]:
-            by = change_by(key, ref=ref, idempotency_key=idempotency_key)
-            return lambda: ledger.debit(**by, **request.model_dump())
+        def spend(key: ApiKey) -> ledger.LedgerResult:
+            return ledger.debit(**change_by(key, ref=ref, idempotency_key=idempotency_key), **request.model_dump())
 
         def answer(result: ledger.LedgerResult) -> tuple[BaseModel, dict[str, str]]:
             replayed = {REPLAYED_HEADER: "true"} if result.replayed else {}
@@ -79,8 +78,8 @@ class HotRoutes:
         await self._serve(scope, receive, send, headers, spend, answer)
 
     async def _customer(self, ref: str, scope: Scope, receive: Receive, send: Send) -> None:
-        def account(key: ApiKey) -> Callable[[], object]:
-            return lambda: customer_account(creator_id=key.creator_id, ref=ref)
+        def account(key: ApiKey) -> CustomerAccount:
+            return customer_account(creator_id=key.creator_id, ref=ref)
 
         await self._serve(scope, receive, send, _headers(scope), account, lambda found: (CustomerDetail.of(found), {}))
 
@@ -90,30 +89,33 @@ class HotRoutes:
         receive: Receive,
         send: Send,
         headers: dict[bytes, str] | None,
-        call: Callable[[ApiKey], Callable[[], object]],
+        call: Callable[[ApiKey], object],
         answer: Callable[[object], tuple[BaseModel, dict[str, str]]],
     ) -> None:
-        """Find the key (else FastAPI answers); in one worker-thread trip, take the limits and run `call(key)`."""
+        """Find the key (else FastAPI answers); in one worker-thread trip, take the limits and `call(key)`."""
         secret = _secret(headers)
         try:
             key = None if secret is None else await live_key(secret)
         except Unauthorized:
             key = None
+        except Exception as error:  # noqa: BLE001 - answered as the FastAPI app answers it: logged, 500
+            await unexpected_error(None, error)(scope, receive, send)
+            return
         if key is None:
             await self.app(scope, receive, send)
             return
-        client, service_call = client_address(Request(scope)), call(key)
+        client = client_address(Request(scope))
 
         def admitted() -> object:
             api_limits().admit(client=client, key_id=key.id)
-            return service_call()
+            return call(key)
 
         try:
             model, extra_headers = answer(await blocking(admitted))
             response = Response(model.model_dump_json(), media_type="application/json", headers=extra_headers)
         except DomainError as error:
             response = domain_error(None, error)
-        except Exception as error:  # noqa: BLE001 - answered as the FastAPI app answers it: logged, 500
+        except Exception as error:  # noqa: BLE001 - as above
             response = unexpected_error(None, error)
         await response(scope, receive, send)
 
