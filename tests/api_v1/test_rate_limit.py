@@ -85,11 +85,13 @@ def test_the_default_limit_is_100_a_second_with_bursts_of_200() -> None:
     assert load_settings({}).api_rate_limit == REQUESTS_PER_SECOND
 
 
+@pytest.mark.parametrize("route", ["packs", "a customer (a hot route)"])
 def test_a_key_beyond_its_limit_gets_429_with_retry_after_and_other_keys_do_not(
-    monkeypatch: pytest.MonkeyPatch, creator: Creator, new_creator: Callable[[], Creator]
+    monkeypatch: pytest.MonkeyPatch, creator: Creator, new_creator: Callable[[], Creator], route: str
 ) -> None:
     """Requests from many threads outrun the refill of LITESUBS_API_RATE_LIMIT=20 a second (however busy the
     machine running the tests), so the burst of 40 runs out."""
+    path = "/packs" if route == "packs" else f"/customers/{creator.customer()[0].id}"
     monkeypatch.setenv("LITESUBS_API_RATE_LIMIT", "20")
     get_settings.cache_clear()
     started = time.monotonic()
@@ -97,7 +99,7 @@ def test_a_key_beyond_its_limit_gets_429_with_retry_after_and_other_keys_do_not(
     def until_limited(_worker: int) -> httpx.Response | None:
         with httpx.Client(base_url=str(creator.client.base_url), headers=creator.client.headers) as client:
             for _ in range(MAX_REQUESTS // 8):
-                response = client.get("/packs")
+                response = client.get(path)
                 if response.status_code != 200:
                     return response
         return None
