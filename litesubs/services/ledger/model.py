@@ -6,7 +6,7 @@ Start here to learn the words; the operations that use them are in `operations` 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,8 +68,8 @@ class LedgerResult:
         )
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        del data["replayed"]
+        # Not `dataclasses.asdict`, which deep-copies every value: 30 times slower, and every debit answers this.
+        data = {name: value for name, value in vars(self).items() if name != "replayed"}
         data["created_at"] = self.created_at.isoformat()
         return data
 
