@@ -33,6 +33,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="duration of each load run")
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--only", choices=["api", "dashboard", "holds", "wal"], help="run one part only")
+    parser.add_argument("--no-redis", action="store_true", help="API as `make serve` runs by default: one worker")
+    parser.add_argument("--api-workers", type=int, help="Granian workers of the app (default: Reflex's choice)")
+    parser.add_argument("--clients", help="comma-separated wrk connection counts (default 1,8,32,64)")
+    parser.add_argument("--no-pgbench", action="store_true", help="measure the API only")
     args = parser.parse_args()
     os.environ.setdefault("LITESUBS_BCRYPT_ROUNDS", "4")
     report: dict = {"machine": _machine(), "started_at": datetime.now(UTC).isoformat()}
@@ -57,13 +61,34 @@ def main() -> None:
 
 def _api(url: str, engine: Engine, args: argparse.Namespace) -> dict:
     world = build_world(engine)
-    results = measure(url, engine, world, seconds=args.seconds, redis_url=args.redis_url)
+    results = measure(
+        url,
+        engine,
+        world,
+        seconds=args.seconds,
+        redis_url=None if args.no_redis else args.redis_url,
+        workers=args.api_workers,
+        client_counts=tuple(int(n) for n in args.clients.split(",")) if args.clients else CLIENTS,
+        pgbench=not args.no_pgbench,
+    )
     debits = check_books(engine, world)
     assert debits == spent_credits(engine, world), "ledger debits and balances disagree"
     _print_table(
         "Throughput and latency (pgbench latency is the average)",
-        ["load", "clients", "req/s", "p50 ms", "p99 ms", "errors"],
-        [[r.name, r.clients, r.requests_per_second, r.p50_ms, r.p99_ms, r.errors] for r in results],
+        ["load", "clients", "req/s", "p50 ms", "p99 ms", "errors", "app CPU µs/req", "database CPU µs/req"],
+        [
+            [
+                r.name,
+                r.clients,
+                r.requests_per_second,
+                r.p50_ms,
+                r.p99_ms,
+                r.errors,
+                r.app_cpu_us or "",
+                r.database_cpu_us or "",
+            ]
+            for r in results
+        ],
     )
     ratios = _ratios(results)
     _print_table("Our API as a share of the database's own limit", ["clients", "comparison", "ratio"], ratios)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from bench.cpu import CpuMeter
 from bench.databases import libpq_url
 from bench.load import LoadResult, init_pgbench, run_pgbench, run_wrk
 from litesubs.models import Customer, LedgerEntry, User
@@ -60,26 +63,54 @@ def build_world(engine: Engine) -> ApiWorld:
     return ApiWorld(creator.id, keys, ids[0], ids[-1])
 
 
-def measure(database_url: str, engine: Engine, world: ApiWorld, *, seconds: int, redis_url: str) -> list[LoadResult]:
+def measure(
+    database_url: str,
+    engine: Engine,
+    world: ApiWorld,
+    *,
+    seconds: int,
+    redis_url: str | None,
+    workers: int | None = None,
+    client_counts: tuple[int, ...] = CLIENTS,
+    pgbench: bool = True,
+) -> list[LoadResult]:
+    """The API under wrk (with CPU per request of the app and the database), then pgbench on the same database.
+
+    Without `redis_url` the app runs as `make serve` does by default: one worker, state and limits in memory.
+    """
     database = libpq_url(database_url)
     init_pgbench(database)
     spread, hot = (world.first_customer, world.last_customer), (world.first_customer, world.first_customer)
     results: list[LoadResult] = []
+    environment = {"REDIS_URL": redis_url or ""} | ({"GRANIAN_WORKERS": str(workers)} if workers else {})
     with tempfile.TemporaryDirectory() as work_dir:
-        server = start_app_server(
-            database_url, Path(work_dir) / "server.log", Path(work_dir), extra_env={"REDIS_URL": redis_url}
-        )
+        server = start_app_server(database_url, Path(work_dir) / "server.log", Path(work_dir), extra_env=environment)
+        meter = CpuMeter(engine, server.process.pid)
         try:
-            for clients in CLIENTS:
-                common = {"keys": world.keys, "clients": clients, "seconds": seconds}
-                results += [
-                    run_wrk("API debit, 1,000 customers", server.base_url, mode="debit", customers=spread, **common),
-                    run_wrk("API debit, one hot customer", server.base_url, mode="debit", customers=hot, **common),
-                    run_wrk("API balance check", server.base_url, mode="balance", customers=spread, **common),
-                ]
+            results.append(_idle(meter, seconds))
+            for count in client_counts:
+                common = {"keys": world.keys, "clients": count, "seconds": seconds}
+                for name, mode, customers in (
+                    ("API debit, 1,000 customers", "debit", spread),
+                    ("API debit, one hot customer", "debit", hot),
+                    ("API balance check", "balance", spread),
+                ):
+                    meter.start()
+                    result = run_wrk(name, server.base_url, mode=mode, customers=customers, **common)
+                    app, database_cpu = meter.stop()
+                    per_request = 1e6 / max(result.completed, 1)
+                    results.append(
+                        dataclasses.replace(
+                            result,
+                            app_cpu_us=round(app * per_request),
+                            database_cpu_us=round(database_cpu * per_request),
+                        )
+                    )
         finally:
             server.stop()
-    for clients in CLIENTS:
+    if not pgbench:
+        return results
+    for clients in client_counts:
         debit_script = ["-f", str(Path(__file__).resolve().parent / "pgbench_debit.sql")]
         defines = {"creator": world.creator_id}
         results += [
@@ -103,6 +134,25 @@ def measure(database_url: str, engine: Engine, world: ApiWorld, *, seconds: int,
             ),
         ]
     return results
+
+
+def _idle(meter: CpuMeter, seconds: int) -> LoadResult:
+    """What the app and the database spend with no request at all (the background worker's polling, say):
+    CPU µs per second, in the CPU columns of a row with no requests."""
+    meter.start()
+    time.sleep(seconds)
+    app, database = meter.stop()
+    return LoadResult(
+        "app idle (CPU µs per second)",
+        0,
+        0.0,
+        0.0,
+        0.0,
+        0,
+        0,
+        round(app * 1e6 / seconds),
+        round(database * 1e6 / seconds),
+    )
 
 
 def check_books(engine: Engine, world: ApiWorld) -> int:

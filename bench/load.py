@@ -22,6 +22,9 @@ class LoadResult:
     p99_ms: float
     errors: int
     completed: int
+    # CPU per completed request (µs) of the app's processes and of the database's backends (API runs only).
+    app_cpu_us: float | None = None
+    database_cpu_us: float | None = None
 
 
 def run_wrk(

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlmodel import Session
 
 from litesubs.settings import get_settings
+
+# A PostgreSQL connection that sat in the pool this long is tried (one round trip) before use, so one the server
+# dropped meanwhile (a restart, say) is replaced instead of failing a request. A busy pool's connections come
+# back within milliseconds and go out again untried: SQLAlchemy's `pool_pre_ping` tries every checkout.
+PING_AFTER_IDLE_SECONDS = 2.0
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -29,13 +35,25 @@ def make_engine(database_url: str) -> Engine:
         event.listen(engine, "connect", _configure_sqlite_connection)
         event.listen(engine, "begin", _begin_sqlite_transaction)
         return engine
-    return create_engine(
-        database_url,
-        pool_size=20,
-        max_overflow=20,
-        pool_pre_ping=True,
-        connect_args={"options": "-c timezone=UTC"},
-    )
+    engine = create_engine(database_url, pool_size=20, max_overflow=20, connect_args={"options": "-c timezone=UTC"})
+    event.listen(engine, "connect", _note_idle_since)
+    event.listen(engine, "checkin", _note_idle_since)
+    event.listen(engine, "checkout", lambda connection, record, _proxy: _ping_if_idle(engine, connection, record))
+    return engine
+
+
+def _note_idle_since(_dbapi_connection, record) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(engine: Engine, dbapi_connection, record) -> None:
+    """Try a connection that was idle a while; `DisconnectionError` makes the pool replace it and try again."""
+    if time.monotonic() - record.info.get("idle_since", float("-inf")) < PING_AFTER_IDLE_SECONDS:
+        return
+    try:
+        engine.dialect.do_ping(dbapi_connection)
+    except engine.dialect.loaded_dbapi.Error as error:
+        raise DisconnectionError(str(error)) from error
 
 
 def _configure_sqlite_connection(dbapi_connection, _record) -> None:

@@ -5,7 +5,7 @@ import sys
 import reflex as rx
 
 from litesubs import routes
-from litesubs.api.app import create_api
+from litesubs.api.app import ApiV1Direct, create_api, mounted_api_v1
 from litesubs.api.cors import ApiV1Cors
 from litesubs.pages.account import account_page
 from litesubs.pages.api_keys import api_keys_page
@@ -49,10 +49,11 @@ sys.setswitchinterval(0.0005)
 
 
 class LitesubsApp(rx.App):
-    """Reflex's app, wrapped in API v1's own CORS rules (outside Reflex's CORS middleware, see `ApiV1Cors`)."""
+    """Reflex's app, wrapped in API v1's own CORS rules (outside Reflex's CORS middleware, see `ApiV1Cors`), with
+    API v1's requests going straight to its app (`ApiV1Direct`)."""
 
     def __call__(self) -> ApiV1Cors:
-        return ApiV1Cors(super().__call__())
+        return ApiV1Cors(ApiV1Direct(super().__call__(), mounted_api_v1(self.api_transformer)))
 
 
 app = LitesubsApp(stylesheets=["/styles.css"], api_transformer=create_api())

@@ -1,19 +1,23 @@
 """The background worker: delivers the outbox and sweeps due holds and expiries.
 
-It runs inside every app process by default (`start_embedded`, from the app's lifespan), so `make
-run` needs nothing more, and alone as `python -m litesubs worker`; LITESUBS_EMBEDDED_WORKER=0 turns
+It is embedded in the app by default (`embedded_worker`, from the app's lifespan), so `make run`
+needs nothing more, and runs alone as `python -m litesubs worker`; LITESUBS_EMBEDDED_WORKER=0 turns
 the embedded one off. On PostgreSQL any number of workers, in any number of processes, share the
-outbox (`outbox.claim` skips what another is claiming). On SQLite one worker runs per database: each
-candidate takes an exclusive lock on a file next to the database, and the others wait to take it
-over, should its holder stop. Nothing a worker holds outlives it: a stopped worker's messages are
-taken up again where it left off (`outbox.LEASE`).
+outbox (`outbox.claim` skips what another is claiming). Of the embedded workers of one machine (each
+of the server's worker processes starts one) only one works per database, as on SQLite: each
+candidate takes an exclusive lock on a file (on SQLite next to the database, else in the temporary
+directory), and the others wait to take it over, should its holder stop. An idle worker polls, and
+five processes polling cost more CPU than the polls of one. Nothing a worker holds outlives it: a
+stopped worker's messages are taken up again where it left off (`outbox.LEASE`).
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import signal
+import tempfile
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -42,9 +46,16 @@ EXPIRY_SWEEP_EVERY = timedelta(minutes=1)
 class Worker:
     """The worker's loop, for one database. `run` until `stop`; `run_once` for one round (tests)."""
 
-    def __init__(self, engine: Engine | None = None, *, deliverers: dict[str, outbox.Deliverer] | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine | None = None,
+        *,
+        deliverers: dict[str, outbox.Deliverer] | None = None,
+        one_per_machine: bool = False,
+    ) -> None:
         self.engine = engine or get_engine()
         self.deliverers = DELIVERERS if deliverers is None else deliverers
+        self.one_per_machine = one_per_machine
         self._stopping = threading.Event()
         self._last_sweep: datetime | None = None
 
@@ -64,7 +75,7 @@ class Worker:
 
     def run(self) -> None:
         """Work until `stop`: without pause while there is work, polling every 0.3 s when there is none."""
-        with _Turns(self.engine, self._stopping) as turns:
+        with _Turns(self.engine, self._stopping, one_per_machine=self.one_per_machine) as turns:
             for _ in turns:
                 try:
                     pause = 0 if self.run_once() else IDLE_POLL_SECONDS
@@ -81,8 +92,10 @@ class Worker:
 class _Turns:
     """Rounds of work until stopped; on SQLite only while this worker holds the database's worker lock."""
 
-    def __init__(self, engine: Engine, stopping: threading.Event) -> None:
+    def __init__(self, engine: Engine, stopping: threading.Event, *, one_per_machine: bool) -> None:
         self._path = _lock_path(engine) if is_sqlite(engine) else None
+        if one_per_machine and self._path is None:
+            self._path = _machine_lock_path(engine)
         self._stopping = stopping
         self._file: IO[str] | None = None
 
@@ -119,6 +132,13 @@ def _lock_path(engine: Engine) -> Path | None:
     return Path(database).with_name(Path(database).name + ".worker-lock")
 
 
+def _machine_lock_path(engine: Engine) -> Path:
+    """A lock file of this machine for the database: one embedded worker of all the app's processes works."""
+    database = engine.url.render_as_string(hide_password=True)
+    digest = hashlib.sha256(database.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"litesubs-{digest}.worker-lock"
+
+
 def run_forever() -> None:
     """`python -m litesubs worker`: work until SIGINT or SIGTERM, finishing the round under way."""
     worker = Worker()
@@ -135,7 +155,7 @@ async def embedded_worker() -> AsyncIterator[None]:
     if not get_settings().embedded_worker:
         yield
         return
-    worker = Worker()
+    worker = Worker(one_per_machine=True)
     thread = threading.Thread(target=worker.run, name="litesubs-worker", daemon=True)
     thread.start()
     try:

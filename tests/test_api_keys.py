@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlmodel import Session
 
 from litesubs.models import ApiKey, utcnow
-from litesubs.services.api_keys import authenticate, create_key, list_keys, revoke_key
+from litesubs.services import api_keys
+from litesubs.services.api_keys import authenticate, create_key, list_keys, remembered_key, revoke_key
 from litesubs.services.errors import InvalidRequest, NotFound, Unauthorized
 from tests.conftest import create_user
 
@@ -100,3 +102,54 @@ def test_a_creator_lists_and_revokes_only_their_own_keys(engine: Engine) -> None
         revoke_key(creator_id=owner.id, key_id=10**9, engine=engine)
     assert stored(engine, newer.id).revoked_at is None
     assert authenticate(secret=secret, engine=engine).id == newer.id
+
+
+def test_a_key_read_within_a_second_is_not_read_again_and_after_that_it_is(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    creator = create_user(engine)
+    key, secret = create_key(creator_id=creator.id, name="Backend", engine=engine)
+    statements: list[str] = []
+
+    def count(_connection, _cursor, statement: str, *_args: object) -> None:
+        if "FROM api_key JOIN" in statement:
+            statements.append(statement)
+
+    monkeypatch.setattr(api_keys, "KEY_CACHE_SECONDS", 0.3)
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        assert authenticate(secret=secret, engine=engine).id == key.id  # read, and its first use recorded
+        read = len(statements)
+        assert read == 1
+        assert remembered_key(secret=secret, engine=engine).id == key.id
+        assert authenticate(secret=secret, engine=engine).id == key.id
+        assert len(statements) == read
+
+        time.sleep(0.35)
+        assert remembered_key(secret=secret, engine=engine) is None  # only the database can tell now
+        assert authenticate(secret=secret, engine=engine).id == key.id
+        assert len(statements) == read + 1
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def test_keys_in_use_are_read_again_together_in_one_query(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    creator = create_user(engine)
+    secrets_ = [create_key(creator_id=creator.id, name=f"Backend {n}", engine=engine)[1] for n in range(5)]
+    lookups: list[str] = []
+
+    def count(_connection, _cursor, statement: str, *_args: object) -> None:
+        if "FROM api_key JOIN" in statement:
+            lookups.append(statement)
+
+    monkeypatch.setattr(api_keys, "KEY_CACHE_SECONDS", 0.3)
+    for secret in secrets_:
+        authenticate(secret=secret, engine=engine)
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        time.sleep(0.35)
+        for secret in secrets_:
+            authenticate(secret=secret, engine=engine)
+        assert len(lookups) == 1
+    finally:
+        event.remove(engine, "before_cursor_execute", count)

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from litesubs.services.coalescing import Coalescer
+from litesubs.services.ledger.batching import Coalescer
 
 
 class Recorder:

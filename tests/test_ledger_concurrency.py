@@ -17,11 +17,11 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from litesubs.db import make_engine
 from litesubs.models import CreditLot, Customer, LedgerEntry, utcnow
-from litesubs.services import ledger
 from litesubs.services.customers import get_or_create_customer, suspend_customer
 from litesubs.services.errors import CustomerSuspended, DomainError, InsufficientCredits, NotFound
-from litesubs.services.ledger import Actor, LedgerResult, debit, grant
+from litesubs.services.ledger import Actor, LedgerResult, batching, debit, grant, model, postgres, transaction
 from tests.conftest import create_user
 from tests.invariants import assert_invariants
 from tests.ledger_factories import balance_of, entries_of, new_customer
@@ -153,6 +153,66 @@ def test_racing_retries_spend_each_job_once_on_both_databases(engine: Engine) ->
     assert_invariants(engine, customer.id)
 
 
+def test_one_call_debits_racing_on_one_customer_and_spread_keep_the_books_exact(postgres_engine: Engine) -> None:
+    """Debits through the one-call path (`ledger_debit`) from four engines, as from four processes (debits of
+    one customer coalesce only within one), race on one hot customer and on ten others; some jobs are retried
+    with their key. Every credit is spent once, no key runs twice, no refused debit would have fitted."""
+    url = postgres_engine.url.render_as_string(hide_password=False)
+    engines = [make_engine(url) for _ in range(4)]
+    hot = new_customer(postgres_engine)
+    creator = create_user(postgres_engine)
+    spread = [
+        get_or_create_customer(creator_id=creator.id, buyer_id=create_user(postgres_engine).id, engine=postgres_engine)
+        for _ in range(10)
+    ]
+    grant(
+        creator_id=hot.creator_id,
+        customer_id=hot.id,
+        amount=25,
+        actor=API_KEY,
+        expires_at=utcnow() + timedelta(days=1),
+        engine=postgres_engine,
+    )
+    api_grant(postgres_engine, hot, 15)
+    for customer in spread:
+        api_grant(postgres_engine, customer, 3)
+
+    def job(index: int) -> tuple[Customer, int, str]:
+        number = index % 45  # the last 15 threads retry jobs 0 to 14
+        customer = hot if number % 2 == 0 else spread[number % 10]
+        return customer, 1 + number % 3, f"job-{number}"
+
+    def attempt(index: int) -> LedgerResult:
+        customer, amount, key = job(index)
+        return api_debit(engines[index % 4], customer, amount, key=key)
+
+    try:
+        outcomes = race(THREADS, attempt)
+    finally:
+        for engine in engines:
+            engine.dispose()
+
+    assert all(isinstance(outcome, LedgerResult | InsufficientCredits) for outcome in outcomes)
+    jobs = [job(index) for index in range(THREADS)]
+    answers: dict[str, set] = {}
+    for (_customer, _amount, key), outcome in zip(jobs, outcomes, strict=True):
+        answers.setdefault(key, set()).add(outcome.entry_id if isinstance(outcome, LedgerResult) else outcome.message)
+    assert all(len(answer) == 1 for answer in answers.values()), "a retried job got another answer"
+    for customer, granted in ((hot, 40), *((other, 3) for other in spread)):
+        mine = {
+            key: (amount, outcome)
+            for (owner, amount, key), outcome in zip(jobs, outcomes, strict=True)
+            if owner is customer
+        }
+        spent = sum(amount for amount, outcome in mine.values() if isinstance(outcome, LedgerResult))
+        refused = [amount for amount, outcome in mine.values() if isinstance(outcome, InsufficientCredits)]
+        debited = [entry.idempotency_key for entry in entries_of(postgres_engine, customer.id) if entry.kind == "debit"]
+        assert sorted(debited) == sorted(key for key, (_, outcome) in mine.items() if isinstance(outcome, LedgerResult))
+        assert balance_of(postgres_engine, customer.id) == granted - spent >= 0
+        assert all(amount > granted - spent for amount in refused), "a refused debit would have fitted"
+        assert_invariants(postgres_engine, customer.id)
+
+
 def test_debits_run_together_give_what_they_would_one_after_the_other(postgres_engine: Engine) -> None:
     """A batch of one customer's debits (as the hot path coalesces them) matches the same debits run in turn."""
     engine, now = postgres_engine, utcnow()
@@ -178,17 +238,17 @@ def test_debits_run_together_give_what_they_would_one_after_the_other(postgres_e
 
     one_by_one = [attempt(alone, amount, key) for amount, key in plan]
     batch = [
-        ledger._Debit(
+        postgres.Debit(
             engine,
             together.creator_id,
             together.id,
             amount,
             {"operation": "debit", "amount": amount, "reason": "API call", "customer_id": together.id},
-            ledger._Cause("debit", API_KEY, "API call", utcnow(), key),
+            model.Cause("debit", API_KEY, "API call", utcnow(), key),
         )
         for amount, key in plan
     ]
-    outcomes = ledger._debit_together(batch)
+    outcomes = batching.debit_together(batch)
     # Left to the general path: the key used before, and the key used earlier in the same batch.
     assert [index for index, outcome in enumerate(outcomes) if outcome is None] == [3, 5]
     in_batch = [
@@ -207,7 +267,7 @@ def test_debits_run_together_give_what_they_would_one_after_the_other(postgres_e
 
 def _delivered_or_refused(outcome: dict) -> LedgerResult | DomainError:
     try:
-        return ledger._delivered(outcome, replayed=False)
+        return transaction.delivered(outcome, replayed=False)
     except DomainError as error:
         return error
 
@@ -245,13 +305,13 @@ def _batch(engine: Engine, customer: Customer, plan: list[tuple[int, str | None]
     """Debits of one customer as the hot path coalesces them (`customer_id` may name one that does not exist)."""
     customer_id = customer.id if customer_id is None else customer_id
     return [
-        ledger._Debit(
+        postgres.Debit(
             engine,
             customer.creator_id,
             customer_id,
             amount,
             {"operation": "debit", "amount": amount, "reason": "API call", "customer_id": customer_id},
-            ledger._Cause("debit", API_KEY, "API call", now or utcnow(), key),
+            model.Cause("debit", API_KEY, "API call", now or utcnow(), key),
         )
         for amount, key in plan
     ]
@@ -273,7 +333,7 @@ def test_a_batch_that_meets_a_due_lot_changes_nothing_and_the_general_path_expir
     api_grant(engine, customer, 10)
     later = now + timedelta(hours=2)
 
-    outcomes = ledger._debit_together(_batch(engine, customer, [(3, "due-1"), (4, None)], now=later))
+    outcomes = batching.debit_together(_batch(engine, customer, [(3, "due-1"), (4, None)], now=later))
 
     assert outcomes == [None, None]
     assert balance_of(engine, customer.id) == 15
@@ -296,7 +356,7 @@ def test_a_batch_for_a_customer_that_does_not_exist_claims_no_key(postgres_engin
     customer = new_customer(engine)
     api_grant(engine, customer, 10)
 
-    outcomes = ledger._debit_together(_batch(engine, customer, [(1, "ghost-1"), (2, None)], customer_id=2**31 - 1))
+    outcomes = batching.debit_together(_batch(engine, customer, [(1, "ghost-1"), (2, None)], customer_id=2**31 - 1))
 
     assert outcomes == [None, None]
     for _ in range(2):  # the key was not used up: the general path answers NotFound each time, never a replay
@@ -318,7 +378,7 @@ def test_a_suspended_customer_refuses_every_debit_of_a_batch_and_the_refusals_re
     api_grant(engine, customer, 10)
     suspend_customer(creator_id=customer.creator_id, customer_id=customer.id, engine=engine)
 
-    outcomes = ledger._debit_together(_batch(engine, customer, [(1, "suspended-1"), (2, None), (3, "suspended-2")]))
+    outcomes = batching.debit_together(_batch(engine, customer, [(1, "suspended-1"), (2, None), (3, "suspended-2")]))
 
     assert [outcome["refusal"] for outcome in outcomes] == ["customer_suspended"] * 3
     with pytest.raises(CustomerSuspended) as replayed:

@@ -330,7 +330,7 @@ class RowLock:
     @classmethod
     def take(cls, engine: Engine, *customer_ids: int) -> RowLock:
         """Lock these customers' rows. Requests that wait here are in PostgreSQL, one per customer and process:
-        debits of one customer in one process wait for each other in the process (`services.coalescing`)."""
+        debits of one customer in one process wait for each other in the process (`services.ledger.batching`)."""
         connection = engine.connect()
         connection.execute(
             text("SELECT id FROM customer WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"), {"ids": list(customer_ids)}

@@ -22,7 +22,7 @@ The rules (issue 18), on top of the ledger's (`ledger`):
   status, which would keep ending a hold from being a HOT update on PostgreSQL.
 - A suspended customer's holds can still be captured or released: the credits were reserved before.
 
-Each operation is one ledger transaction (`ledger._change_credits`): the customer locked, what fell due
+Each operation is one ledger transaction (`ledger.transaction.change_credits`): the customer locked, what fell due
 expired first, at most once per idempotency key; refusals are stored and replayed like the ledger's. On
 PostgreSQL placing and ending a hold first try a hot path of two prebuilt statements, like the debit's
 (see "The hot paths on PostgreSQL" below), and leave the rare cases to that general path.
@@ -66,31 +66,32 @@ from litesubs.services.cursors import decode_cursor, encode_cursor
 from litesubs.services.customers import MAX_ID, ensure_active, lock_customer_row
 from litesubs.services.errors import HoldClosed, HoldExceeded, InvalidRequest, NotFound
 from litesubs.services.ledger import (
-    _ENTRY_COLUMNS,
-    _SPENDING_ORDER,
     MAX_PAGE_SIZE,
     SYSTEM,
     Actor,
     LedgerResult,
-    _Cause,
-    _change_credits,
-    _check_amount,
-    _check_reason,
-    _debit_statements,
-    _delivered,
-    _entry_fields,
-    _give_back_to_lots,
-    _has_due_lots,
-    _json_object,
-    _lots_to_take,
-    _record,
-    _refusal_of,
-    _refusal_outcome,
-    _single_lot,
-    _take_from_lots,
     expire_due_lots,
     lock_customer,
     take_back_returned,
+)
+from litesubs.services.ledger.model import Cause, check_amount, check_reason
+from litesubs.services.ledger.postgres import debit_lock, json_object
+from litesubs.services.ledger.rules import (
+    SPENDING_ORDER,
+    has_due_lots,
+    lots_to_take,
+    refusal_of,
+    refusal_outcome,
+    single_lot,
+)
+from litesubs.services.ledger.transaction import (
+    ENTRY_COLUMNS,
+    change_credits,
+    delivered,
+    entry_fields,
+    give_back_to_lots,
+    record,
+    take_from_lots,
 )
 
 ACTIVE, CAPTURED, RELEASED, EXPIRED = "active", "captured", "released", "expired"
@@ -207,12 +208,12 @@ def place_hold(
     """Reserve `amount` credits for `expires_in` seconds (1 to 86,400). Refused whole, changing nothing, if the
     customer is suspended or can spend fewer."""
     now = now or utcnow()
-    amount, reason = _check_amount(amount), _check_reason(reason)
+    amount, reason = check_amount(amount), check_reason(reason)
     if isinstance(expires_in, bool) or not isinstance(expires_in, int) or not 1 <= expires_in <= MAX_EXPIRES_IN:
         raise InvalidRequest("expires_in", f"A hold lasts a whole number of seconds from 1 to {MAX_EXPIRES_IN:,}.")
     if idempotency_key is not None:
         idempotency.check_key(idempotency_key)
-    cause = _Cause("hold", actor, reason, now, idempotency_key)
+    cause = Cause("hold", actor, reason, now, idempotency_key)
     expires_at = now + timedelta(seconds=expires_in)
     request = {"operation": "hold", "amount": amount, "reason": reason, "expires_in": expires_in}
     engine = engine or get_engine()
@@ -222,11 +223,11 @@ def place_hold(
         if isinstance(outcome, HoldSummary):
             return outcome
         if outcome is not None:
-            _delivered(outcome, replayed=False)  # raises the refusal
+            delivered(outcome, replayed=False)  # raises the refusal
 
     def hold_credits(session: Session, customer: Customer) -> HoldSummary:
         ensure_active(customer)
-        taken = _take_from_lots(session, customer, amount)
+        taken = take_from_lots(session, customer, amount)
         hold = Hold(
             creator_id=creator_id,
             customer_id=customer.id,
@@ -242,10 +243,10 @@ def place_hold(
         if customer.next_expiry_at is None or hold.expires_at < customer.next_expiry_at:
             customer.next_expiry_at = hold.expires_at
         lot_id = taken[0].id if len(taken) == 1 else None
-        _record(session, customer, delta=-amount, lot_id=lot_id, cause=replace(cause, hold_id=hold.id))
+        record(session, customer, delta=-amount, lot_id=lot_id, cause=replace(cause, hold_id=hold.id))
         return HoldSummary.of(hold)
 
-    return _change_credits(
+    return change_credits(
         engine,
         creator_id=creator_id,
         customer_id=customer_id,
@@ -270,11 +271,11 @@ def capture_hold(
     """Spend `amount` of the hold (all of it by default) and give the rest back; the entry's reason is `reason`,
     or the hold's. `HoldExceeded` for more than the hold holds, `HoldClosed` once it has ended."""
     now = now or utcnow()
-    amount = None if amount is None else _check_amount(amount)
-    reason = None if reason is None else _check_reason(reason)
+    amount = None if amount is None else check_amount(amount)
+    reason = None if reason is None else check_reason(reason)
     if idempotency_key is not None:
         idempotency.check_key(idempotency_key)
-    cause = _Cause("capture", actor, reason or "", now, idempotency_key)
+    cause = Cause("capture", actor, reason or "", now, idempotency_key)
 
     def capture(session: Session, customer: Customer) -> HoldEnding:
         hold = _open_hold(session, hold_id)
@@ -305,7 +306,7 @@ def release_hold(
     now = now or utcnow()
     if idempotency_key is not None:
         idempotency.check_key(idempotency_key)
-    cause = _Cause("release", actor, "", now, idempotency_key)
+    cause = Cause("release", actor, "", now, idempotency_key)
 
     def release(session: Session, customer: Customer) -> HoldEnding:
         hold = _open_hold(session, hold_id)
@@ -364,7 +365,7 @@ def list_holds(
         ).first()
         if customer is None:
             raise NotFound("No such customer.")
-        holds = None if _has_due_lots(customer, now) else [HoldSummary.of(hold) for hold in session.exec(statement)]
+        holds = None if has_due_lots(customer, now) else [HoldSummary.of(hold) for hold in session.exec(statement)]
     if holds is None:  # something is due: release and expire it under the lock first
         with write_session(engine) as session:
             lock_customer(session, creator_id=creator_id, customer_id=customer_id, now=now)
@@ -405,7 +406,7 @@ def end_due_holds(session: Session, customer: Customer, *, now: datetime) -> lis
         .order_by(Hold.expires_at, Hold.id)
         .execution_options(populate_existing=True)
     ).all()
-    cause = _Cause("release", SYSTEM, "The hold expired.", now)
+    cause = Cause("release", SYSTEM, "The hold expired.", now)
     return [_end(session, customer, hold, captured=0, status=EXPIRED, cause=cause) for hold in due]
 
 
@@ -425,7 +426,7 @@ class _Ending:
 
 
 def _end_hold(
-    engine: Engine | None, ending: _Ending, *, cause: _Cause, change: Callable[[Session, Customer], HoldEnding]
+    engine: Engine | None, ending: _Ending, *, cause: Cause, change: Callable[[Session, Customer], HoldEnding]
 ) -> HoldEnding:
     """End the creator's hold (`NotFound` for anyone else's) in a ledger transaction on its customer: on
     PostgreSQL the hot path first, then the general path when it must decide. The idempotency key fingerprints
@@ -436,14 +437,14 @@ def _end_hold(
         if isinstance(outcome, HoldEnding):
             return outcome
         if outcome is not None:
-            _delivered(outcome, replayed=False)  # raises the refusal
+            delivered(outcome, replayed=False)  # raises the refusal
     with read_connection(engine) as connection:
         customer_id = connection.execute(
             _HOLDS_CUSTOMER, {"hold_id": ending.hold_id, "creator_id": ending.creator_id}
         ).scalar()
     if customer_id is None:
         raise NotFound("No such hold.")
-    return _change_credits(
+    return change_credits(
         engine,
         creator_id=ending.creator_id,
         customer_id=customer_id,
@@ -469,12 +470,12 @@ def _open_hold(session: Session, hold_id: int) -> Hold:
     return hold
 
 
-def _end(session: Session, customer: Customer, hold: Hold, *, captured: int, status: str, cause: _Cause) -> HoldEnding:
+def _end(session: Session, customer: Customer, hold: Hold, *, captured: int, status: str, cause: Cause) -> HoldEnding:
     """End the hold: keep `captured` of its credits (those first in spending order), give the rest back to their
     lots, and record it in one entry whose delta is what came back."""
     amounts = {part["lot_id"]: part["amount"] for part in hold.lots}
     lots = session.exec(
-        select(CreditLot.id, CreditLot.expires_at).where(CreditLot.id.in_(amounts)).order_by(*_SPENDING_ORDER)
+        select(CreditLot.id, CreditLot.expires_at).where(CreditLot.id.in_(amounts)).order_by(*SPENDING_ORDER)
     ).all()
     back, to_keep = [], captured
     for lot_id, expires_at in lots:
@@ -483,14 +484,14 @@ def _end(session: Session, customer: Customer, hold: Hold, *, captured: int, sta
         to_keep -= kept
         if amount > kept:
             back.append((lot_id, amount - kept, expires_at))
-    _give_back_to_lots(session, customer, back)
+    give_back_to_lots(session, customer, back)
     hold.status, hold.captured, hold.ended_at = status, captured, cause.now
     customer.held -= hold.amount
     session.add(hold)
     returned = sum(amount for _lot_id, amount, _expires_at in back)
     lot_id = back[0][0] if len(back) == 1 else None
     spent = webhooks.Captured(f"{ID_PREFIX}{hold.id}", captured) if status == CAPTURED else None
-    entry = _record(
+    entry = record(
         session, customer, delta=returned, lot_id=lot_id, cause=replace(cause, hold_id=hold.id), captured=spent
     )
     take_back_returned(session, customer, lot_ids=[lot_id for lot_id, _amount, _expires_at in back], now=cause.now)
@@ -515,10 +516,10 @@ class _Placing:
     customer_id: int
     amount: int
     expires_at: datetime
-    request: dict[str, Any]  # with the customer, as `_change_credits` fingerprints it
+    request: dict[str, Any]  # with the customer, as `change_credits` fingerprints it
 
 
-def _place_in_two_statements(placing: _Placing, cause: _Cause) -> HoldSummary | dict[str, Any] | None:
+def _place_in_two_statements(placing: _Placing, cause: Cause) -> HoldSummary | dict[str, Any] | None:
     creator_id, customer_id, amount = placing.creator_id, placing.customer_id, placing.amount
     key = cause.idempotency_key
     parameters = {"debit_creator_id": creator_id, "debit_customer_id": customer_id, "debit_amount": amount}
@@ -526,18 +527,18 @@ def _place_in_two_statements(placing: _Placing, cause: _Cause) -> HoldSummary | 
         parameters |= idempotency.claim_parameters(
             creator_id=creator_id, key=key, request=placing.request, now=cause.now
         )
-    lock = _debit_statements(with_key=key is not None)[0]
+    lock = debit_lock(with_key=key is not None)
     with placing.engine.begin() as connection:
         customer = _compiled(lock).first(connection, parameters)
-        if customer is None or _has_due_lots(customer, cause.now):
+        if customer is None or has_due_lots(customer, cause.now):
             connection.rollback()
             return None
-        refusal = _refusal_of(customer, balance=customer.balance, amount=amount)
+        refusal = refusal_of(customer, balance=customer.balance, amount=amount)
         if refusal is not None:
             _remember(connection, creator_id, key, refusal)
             return refusal
         balance_after = customer.balance - amount
-        fields = _entry_fields(creator_id, customer_id, delta=-amount, balance_after=balance_after, cause=cause)
+        fields = entry_fields(creator_id, customer_id, delta=-amount, balance_after=balance_after, cause=cause)
         parameters |= {f"entry_{column}": value for column, value in fields.items()}
         parameters |= {"hold_expires_at": placing.expires_at, "hold_balance": balance_after}
         if key is not None:
@@ -554,10 +555,10 @@ def _place_in_two_statements(placing: _Placing, cause: _Cause) -> HoldSummary | 
 
 @cache
 def _place_statement(*, with_key: bool) -> Select:
-    """Placing's second statement, after `ledger._debit_statements`' lock (and with its parameter names): lots,
-    hold (with which lots it took from), balance, ledger entry and the key's outcome (`hold_json` with the new
-    id), returning the hold's id and the entry's."""
-    taken = _lots_to_take(bindparam("debit_customer_id"), bindparam("debit_amount", type_=BigInteger)).cte("taken")
+    """Placing's second statement, after `ledger.postgres.debit_lock` (and with its parameter names): lots, hold
+    (with which lots it took from), balance, ledger entry and the key's outcome (`hold_json` with the new id),
+    returning the hold's id and the entry's."""
+    taken = lots_to_take(bindparam("debit_customer_id"), bindparam("debit_amount", type_=BigInteger)).cte("taken")
     spent = (
         update(CreditLot)
         .where(CreditLot.id == taken.c.id)
@@ -595,23 +596,23 @@ def _place_statement(*, with_key: bool) -> Select:
         .returning(Customer.id)
         .cte("moved")
     )
-    columns = {column: bindparam(f"entry_{column}") for column in _ENTRY_COLUMNS}
+    columns = {column: bindparam(f"entry_{column}") for column in ENTRY_COLUMNS}
     entry = (
         insert(LedgerEntry)
-        .values({**columns, "lot_id": _single_lot(taken), "hold_id": select(placed.c.id).scalar_subquery()})
+        .values({**columns, "lot_id": single_lot(taken), "hold_id": select(placed.c.id).scalar_subquery()})
         .returning(LedgerEntry.id)
         .cte("entry")
     )
     place = select(placed.c.id, entry.c.id.label("entry_id")).join_from(placed, entry, true()).add_cte(spent, moved)
     if not with_key:
         return place
-    with_id = cast(_json_object(id=placed.c.id), JSONB)
-    outcome = _json_object(result=cast(bindparam("hold_json", type_=Text), JSONB).op("||")(with_id))
+    with_id = cast(json_object(id=placed.c.id), JSONB)
+    outcome = json_object(result=cast(bindparam("hold_json", type_=Text), JSONB).op("||")(with_id))
     remembered = idempotency.REMEMBER.values(outcome=cast(select(outcome).scalar_subquery(), Text)).cte("remembered")
     return place.add_cte(remembered)
 
 
-def _end_in_two_statements(engine: Engine, ending: _Ending, *, cause: _Cause) -> HoldEnding | dict[str, Any] | None:
+def _end_in_two_statements(engine: Engine, ending: _Ending, *, cause: Cause) -> HoldEnding | dict[str, Any] | None:
     creator_id, key = ending.creator_id, cause.idempotency_key
     parameters = {"debit_creator_id": creator_id, "end_hold_id": ending.hold_id}
     if key is not None:
@@ -624,7 +625,7 @@ def _end_in_two_statements(engine: Engine, ending: _Ending, *, cause: _Cause) ->
         captured = None if hold is None else ending.captured if ending.captured is not None else hold.amount
         if (
             hold is None
-            or _has_due_lots(hold, cause.now)
+            or has_due_lots(hold, cause.now)
             or (hold.soonest_lot_expiry is not None and hold.soonest_lot_expiry <= cause.now)
             or (hold.hold_status == ACTIVE and captured > hold.amount)
         ):
@@ -632,7 +633,7 @@ def _end_in_two_statements(engine: Engine, ending: _Ending, *, cause: _Cause) ->
             return None
         customer_id = parameters["debit_customer_id"] = hold.customer_id
         if hold.hold_status != ACTIVE:  # read before the lock, but an ended hold stays ended
-            refusal = _refusal_outcome(HoldClosed(_CLOSED[hold.hold_status]))
+            refusal = refusal_outcome(HoldClosed(_CLOSED[hold.hold_status]))
             _remember(connection, creator_id, key, refusal)
             return refusal
         reason = cause.reason or hold.reason
@@ -647,7 +648,7 @@ def _end_in_two_statements(engine: Engine, ending: _Ending, *, cause: _Cause) ->
             hold.created_at,
             cause.now,
         )
-        fields = _entry_fields(creator_id, customer_id, delta=0, balance_after=0, cause=replace(cause, reason=reason))
+        fields = entry_fields(creator_id, customer_id, delta=0, balance_after=0, cause=replace(cause, reason=reason))
         parameters |= {f"entry_{column}": fields[column] for column in _END_ENTRY_COLUMNS}
         parameters |= {"end_captured": captured, "end_status": ending.status, "end_amount": hold.amount}
         if key is not None:
@@ -675,7 +676,7 @@ def _end_in_two_statements(engine: Engine, ending: _Ending, *, cause: _Cause) ->
 
 
 # An ending's entry columns that come as parameters; its delta and balance come from the statement.
-_END_ENTRY_COLUMNS = tuple(column for column in _ENTRY_COLUMNS if column not in ("delta", "balance_after"))
+_END_ENTRY_COLUMNS = tuple(column for column in ENTRY_COLUMNS if column not in ("delta", "balance_after"))
 
 
 @cache
@@ -717,7 +718,7 @@ def _end_statements(*, with_key: bool) -> tuple[Select, Select]:
         lock = lock.where(select(claim.c.id).exists())
 
     captured = bindparam("end_captured", type_=BigInteger)
-    earlier = func.sum(held.c.amount).over(order_by=_SPENDING_ORDER, rows=(None, -1))
+    earlier = func.sum(held.c.amount).over(order_by=SPENDING_ORDER, rows=(None, -1))
     pieces = (
         select(held.c.lot_id, held.c.amount, CreditLot.expires_at, func.coalesce(earlier, 0).label("earlier"))
         .select_from(Hold)
@@ -769,7 +770,7 @@ def _end_statements(*, with_key: bool) -> tuple[Select, Select]:
         insert(LedgerEntry)
         .from_select(
             [*_END_ENTRY_COLUMNS, "delta", "balance_after", "lot_id", "hold_id"],
-            select(*values, returned, moved.c.balance, _single_lot(back), hold_id),
+            select(*values, returned, moved.c.balance, single_lot(back), hold_id),
         )
         .returning(LedgerEntry.id, LedgerEntry.delta, LedgerEntry.balance_after, LedgerEntry.lot_id)
         .cte("entry")
@@ -777,7 +778,7 @@ def _end_statements(*, with_key: bool) -> tuple[Select, Select]:
     end = select(entry.c.id, entry.c.delta, entry.c.balance_after, entry.c.lot_id).add_cte(given)
     if not with_key:
         return lock, end
-    transaction = _json_object(
+    transaction = json_object(
         entry_id=entry.c.id,
         customer_id=bindparam("entry_customer_id", type_=BigInteger),
         kind=bindparam("entry_kind", type_=Text),
@@ -787,8 +788,8 @@ def _end_statements(*, with_key: bool) -> tuple[Select, Select]:
         created_at=bindparam("end_created_at_text", type_=Text),
         hold_id=hold_id,
     )
-    outcome = _json_object(
-        result=_json_object(
+    outcome = json_object(
+        result=json_object(
             transaction=transaction,
             reason=bindparam("end_reason", type_=Text),
             hold=cast(bindparam("end_hold_json", type_=Text), JSON),

@@ -6,8 +6,8 @@ The rules:
   never loses one, a change that rolled back never sends one. The worker then dispatches it
   (`dispatch_events`: one outbox message per enabled endpoint subscribed to its type at that moment,
   in one transaction with marking it dispatched) and delivers the messages (`webhook_delivery`).
-  So a change writes one row, however many endpoints there are, and the debit does it inside its
-  own statement (`debited_event_cte`).
+  So a change writes one row, however many endpoints there are, and the debit's fast path does it
+  inside its own server-side call (`debited_event_around_balance`).
 - Events are kept for every creator, endpoint or not (the API lists them for catching up), except
   `credits.debited`, the high-volume one: written only while an enabled endpoint subscribes to it.
   Whether one does, and the creator's low-balance threshold, are read by the debit's own row-lock
@@ -28,15 +28,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    CTE,
     ColumnElement,
     Connection,
     Engine,
     Integer,
     String,
-    Text,
     bindparam,
-    cast,
     exists,
     insert,
     literal,
@@ -376,10 +373,6 @@ class Watch:
         """From a row that selected `watch_columns`."""
         return cls(bool(row.webhook_sends_debits), row.webhook_low_threshold)
 
-    def with_debits_recorded(self) -> Watch:
-        """The watch for `credits_changed` after the debit's own statement wrote its `credits.debited` event."""
-        return Watch(False, self.low_threshold)
-
 
 def watch_columns(creator_id: ColumnElement[int]) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
     """Two columns for a statement that locks a customer of `creator_id`, read by `Watch.of`: one index probe each."""
@@ -524,31 +517,13 @@ def _json(data: Mapping[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"))
 
 
-def debited_event_cte(entry: CTE, values: Mapping[str, ColumnElement[Any]]) -> CTE:
-    """For the debit's hot path on PostgreSQL: its `credits.debited` event, inserted by the debit's own statement.
-
-    `entry` is the CTE inserting the ledger entry (returning its id); `values` the entry's columns as
-    the statement binds them. Needs `debited_event_parameters`.
-    """
-    return (
-        insert(WebhookEvent)
-        .from_select(
-            ["creator_id", "type", "data", "ledger_entry_id", "created_at"],
-            select(
-                cast(values["creator_id"], Integer),
-                literal("credits.debited", String),
-                bindparam("debited_event_data", type_=Text),
-                entry.c.id,
-                cast(values["created_at"], WebhookEvent.__table__.c.created_at.type),
-            ),
-        )
-        .cte("debited_event")
-    )
-
-
-def debited_event_parameters(entry: Mapping[str, Any]) -> dict[str, str]:
-    """The parameters of `debited_event_cte` for a debit's entry columns."""
-    return {"debited_event_data": _json(credits_data(entry))}
+def debited_event_around_balance(entry: Mapping[str, Any]) -> tuple[str, str]:
+    """For the debit's fast path on PostgreSQL, whose function writes the `credits.debited` event itself: the
+    event's `data` (of a debit's entry columns) before and after its `balance_after`, which only the database
+    knows, so that the function writes exactly what `credits_changed` would."""
+    data = _json(credits_data({**entry, "balance_after": 0}))
+    before, after = data.split('"balance_after":0', 1)
+    return before + '"balance_after":', after
 
 
 _INSERT_EVENTS = insert(WebhookEvent)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
@@ -10,8 +11,8 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import Session
 
-from litesubs.models import User, utcnow
-from litesubs.services.api_keys import revoke_key
+from litesubs.models import ApiKey, User, utcnow
+from litesubs.services.api_keys import KEY_CACHE_SECONDS, revoke_key
 from litesubs.services.customers import get_or_create_customer, suspend_customer
 from litesubs.services.ledger import Actor, grant
 from litesubs.services.packs import set_pack_active
@@ -415,7 +416,19 @@ def test_a_revoked_key_is_401_at_once_while_the_creators_other_keys_work(
     assert balance_of(creator.engine, customer.id) == 5
 
 
-def test_a_deactivated_users_keys_are_401_at_once(creator: Creator, new_creator: Callable[[], Creator]) -> None:
+def until_refused(client: httpx.Client, path: str, *, within: float) -> tuple[httpx.Response, float]:
+    """Ask `path` until it answers 401 (at most `within` seconds); the 401 and how long it took."""
+    started = time.monotonic()
+    while (response := client.get(path)).status_code != 401 and time.monotonic() - started < within:
+        time.sleep(0.05)
+    return response, time.monotonic() - started
+
+
+def test_a_deactivated_users_keys_are_401_within_a_second_or_two(
+    creator: Creator, new_creator: Callable[[], Creator]
+) -> None:
+    """Deactivated in the database, as another process would: this process trusts what it read for at most
+    KEY_CACHE_SECONDS."""
     customer, _ = creator.customer(credits=5)
     other = new_creator()
     assert creator.client.get(f"/customers/{customer.id}").status_code == 200
@@ -424,11 +437,29 @@ def test_a_deactivated_users_keys_are_401_at_once(creator: Creator, new_creator:
         session.exec(update(User).where(User.id == creator.user.id).values(is_active=False))
         session.commit()
 
+    refused, waited = until_refused(creator.client, f"/customers/{customer.id}", within=5)
+    assert "deactivated" in assert_error(refused, 401, "unauthorized")["message"]
+    assert waited <= KEY_CACHE_SECONDS + 1
     for method, path, body in every_endpoint(str(customer.id)):
         error = assert_error(creator.client.request(method, path, json=body), 401, "unauthorized")
         assert "deactivated" in error["message"]
     assert balance_of(creator.engine, customer.id) == 5
     assert other.client.get("/packs").status_code == 200
+
+
+def test_a_key_revoked_by_another_process_is_401_within_a_second_or_two(creator: Creator) -> None:
+    customer, _ = creator.customer(credits=5)
+    assert creator.client.get(f"/customers/{customer.id}").status_code == 200
+
+    with Session(creator.engine) as session:  # what revoking in another process leaves in the database
+        session.exec(update(ApiKey).where(ApiKey.id == creator.key_id).values(revoked_at=utcnow()))
+        session.commit()
+
+    refused, waited = until_refused(creator.client, f"/customers/{customer.id}", within=5)
+    assert "revoked" in assert_error(refused, 401, "unauthorized")["message"]
+    assert waited <= KEY_CACHE_SECONDS + 1
+    assert_error(creator.client.post(f"/customers/{customer.id}/debit", json={"amount": 1}), 401, "unauthorized")
+    assert balance_of(creator.engine, customer.id) == 5
 
 
 def test_another_creators_customers_are_404_by_id_and_by_email_and_untouched(

@@ -17,15 +17,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from litesubs.api.v1.rate_limit import (
     BURST,
     FAILED_AUTH_BURST,
     KEY_REFUSAL,
     REQUESTS_PER_SECOND,
-    RedisTokenBuckets,
+    Limit,
+    Limits,
+    Take,
     TokenBuckets,
+    limit,
 )
 from litesubs.services.errors import RateLimited
 from litesubs.settings import get_settings, load_settings
@@ -116,22 +118,20 @@ def test_a_key_beyond_its_limit_gets_429_with_retry_after_and_other_keys_do_not(
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-def redis_buckets(prefix: str, *, rate: float = 5, burst: int = 10, url: str = REDIS_URL) -> RedisTokenBuckets:
+class RedisBuckets:
     """Buckets as one process sees them: its own Redis client."""
-    memory = TokenBuckets(rate=rate, burst=burst)
-    return RedisTokenBuckets(
-        redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1),
-        prefix=prefix,
-        rate=rate,
-        burst=burst,
-        refusal=KEY_REFUSAL,
-        fallback=memory,
-    )
+
+    def __init__(self, prefix: str, *, rate: float = 5, burst: int = 10, url: str = REDIS_URL) -> None:
+        self.limits, self.limit = Limits(url), limit(prefix, rate=rate, burst=burst, refusal=KEY_REFUSAL)
+
+    def take(self, key: int | str, *, cost: int = 1, refused_cost: int = 0, then: Limit | None = None) -> None:
+        """Take from `key`'s bucket and then, if given, one token of `then`'s bucket for the same key."""
+        self.limits.take(Take(self.limit, key, cost, refused_cost), *([Take(then, key)] if then else []))
 
 
 def test_processes_sharing_redis_share_one_bucket_per_key() -> None:
     prefix = f"litesubs-test:{secrets.token_hex(6)}"
-    first, second = redis_buckets(prefix), redis_buckets(prefix)
+    first, second = RedisBuckets(prefix), RedisBuckets(prefix)
     for taker in [first, second] * 5:
         taker.take(42)
     for taker in (first, second):
@@ -143,7 +143,7 @@ def test_processes_sharing_redis_share_one_bucket_per_key() -> None:
 
 
 def test_a_check_costs_nothing_and_an_empty_bucket_fails_the_check() -> None:
-    buckets = redis_buckets(f"litesubs-test:{secrets.token_hex(6)}", rate=1, burst=2)
+    buckets = RedisBuckets(f"litesubs-test:{secrets.token_hex(6)}", rate=1, burst=2)
     for _ in range(5):
         buckets.take("client", cost=0)
     buckets.take("client")
@@ -152,8 +152,24 @@ def test_a_check_costs_nothing_and_an_empty_bucket_fails_the_check() -> None:
         buckets.take("client", cost=0)
 
 
+def test_one_call_takes_from_buckets_in_order_and_stops_at_the_first_refusal() -> None:
+    """How a request with a valid key is admitted: its client's failures checked, then its key's token taken."""
+    buckets = RedisBuckets(f"litesubs-test:{secrets.token_hex(6)}", rate=1, burst=2)
+    second = limit(f"litesubs-test:{secrets.token_hex(6)}", rate=1, burst=3, refusal="Second refused.")
+    for _ in range(3):
+        buckets.take("k", cost=0, then=second)
+    with pytest.raises(RateLimited, match="Second refused"):
+        buckets.take("k", cost=0, then=second)
+    buckets.take("k")
+    buckets.take("k")
+    with pytest.raises(
+        RateLimited, match="more than 1 requests a second"
+    ):  # the first refuses: the second is not asked
+        buckets.take("k", cost=0, then=limit(second.prefix, rate=1, burst=3, refusal="Not asked."))
+
+
 def test_without_redis_answering_each_process_limits_on_its_own() -> None:
-    buckets = redis_buckets(f"litesubs-test:{secrets.token_hex(6)}", url="redis://127.0.0.1:1/0")
+    buckets = RedisBuckets(f"litesubs-test:{secrets.token_hex(6)}", url="redis://127.0.0.1:1/0")
     for _ in range(10):
         buckets.take(7)
     with pytest.raises(RateLimited):

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.concurrency import run_in_threadpool
 
 from litesubs.api.client import client_address
 from litesubs.api.v1.errors import REPLAYED_HEADER, REPLAYED_HEADER_DOC, responses
-from litesubs.api.v1.rate_limit import failed_auth_limits, key_limits
+from litesubs.api.v1.rate_limit import api_limits
 from litesubs.api.v1.schemas import (
     CaptureRequest,
     CreditRequest,
@@ -45,19 +46,32 @@ bearer = HTTPBearer(
 )
 
 
-def authenticated_key(
+async def authenticated_key(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> ApiKey:
-    """The live API key of the request, within its rate limit; a client that failed too often is refused first."""
-    client, failures = client_address(request), failed_auth_limits()
-    failures.take(client, cost=0, refused_cost=1)
+    """The live API key of the request, within its rate limit; a client that failed too often is refused."""
+    client, limits = client_address(request), api_limits()
     try:
-        key = api_keys.authenticate(secret=credentials.credentials if credentials else None)
+        key = await live_key(credentials.credentials if credentials else None)
     except Unauthorized:
-        failures.take(client)
+        await within_limits(lambda: limits.failed(client=client))
         raise
-    key_limits().take(key.id)
+    await within_limits(lambda: limits.admit(client=client, key_id=key.id))
     return key
+
+
+async def within_limits(take: Callable[[], None]) -> None:
+    """Take from the rate limits' buckets: in a worker thread when they are in Redis."""
+    if api_limits().limits.in_memory:
+        take()
+    else:
+        await blocking(take)
+
+
+async def live_key(secret: str | None) -> ApiKey:
+    """The key whose secret this is (`Unauthorized` if none is live). One this process read within the last second
+    needs no database (`api_keys.remembered_key`): most requests authenticate on the event loop."""
+    return api_keys.remembered_key(secret=secret) or await blocking(lambda: api_keys.authenticate(secret=secret))
 
 
 CurrentKey = Annotated[ApiKey, Depends(authenticated_key)]
@@ -156,6 +170,9 @@ _ON_CUSTOMER = (
 
 router = APIRouter(tags=["API v1"])
 T = TypeVar("T")
+# Service calls wait on the database in these: as many as the engine's pool has connections with its overflow
+# (20 + 20), and as `run_in_threadpool` allowed.
+_THREADS = ThreadPoolExecutor(max_workers=40, thread_name_prefix="api-v1")
 
 
 @router.get(
@@ -174,7 +191,7 @@ async def list_customers(
     cursor: Cursor = None,
 ) -> CustomerList:
     """Your customers with their balances, newest first."""
-    page = await _blocking(lambda: page_customers(creator_id=key.creator_id, email=email, limit=limit, cursor=cursor))
+    page = await blocking(lambda: page_customers(creator_id=key.creator_id, email=email, limit=limit, cursor=cursor))
     return CustomerList.of(page)
 
 
@@ -189,7 +206,7 @@ async def list_customers(
 )
 async def get_customer(ref: CustomerRef, key: CurrentKey) -> CustomerDetail:
     """One customer: balance, status and unexpired credit lots."""
-    return CustomerDetail.of(await _blocking(lambda: customer_account(creator_id=key.creator_id, ref=ref)))
+    return CustomerDetail.of(await blocking(lambda: customer_account(creator_id=key.creator_id, ref=ref)))
 
 
 @router.post(
@@ -204,9 +221,9 @@ async def debit_customer(
     """Spend credits: all of `amount` or, when the balance is lower (409) or the customer suspended (403), none."""
 
     def spend() -> ledger.LedgerResult:
-        return ledger.debit(**_change_by(key, ref=ref, idempotency_key=idempotency_key), **body.model_dump())
+        return ledger.debit(**change_by(key, ref=ref, idempotency_key=idempotency_key), **body.model_dump())
 
-    return _change(await _blocking(spend), reason=body.reason, response=response)
+    return _change(await blocking(spend), reason=body.reason, response=response)
 
 
 @router.post(
@@ -221,9 +238,9 @@ async def credit_customer(
     """Grant free credits (kept apart from paid ones), optionally expiring at `expires_at`."""
 
     def give() -> ledger.LedgerResult:
-        return ledger.grant(**_change_by(key, ref=ref, idempotency_key=idempotency_key), **body.model_dump())
+        return ledger.grant(**change_by(key, ref=ref, idempotency_key=idempotency_key), **body.model_dump())
 
-    return _change(await _blocking(give), reason=body.reason, response=response)
+    return _change(await blocking(give), reason=body.reason, response=response)
 
 
 @router.get(
@@ -241,7 +258,7 @@ async def list_transactions(
         customer_id = customer_id_of(creator_id=key.creator_id, ref=ref)
         return ledger.list_entries(creator_id=key.creator_id, customer_id=customer_id, limit=limit, cursor=cursor)
 
-    page = await _blocking(entries)
+    page = await blocking(entries)
     return TransactionList(
         data=[TransactionPublic.of_entry(entry) for entry in page.entries], next_cursor=page.next_cursor
     )
@@ -262,9 +279,9 @@ async def place_hold(
     `amount` or, when the balance is lower (409) or the customer suspended (403), nothing."""
 
     def hold() -> holds.HoldSummary:
-        return holds.place_hold(**_change_by(key, ref=ref, idempotency_key=idempotency_key), **body.model_dump())
+        return holds.place_hold(**change_by(key, ref=ref, idempotency_key=idempotency_key), **body.model_dump())
 
-    summary = await _blocking(hold)
+    summary = await blocking(hold)
     _mark_replayed(summary.replayed, response)
     return HoldPublic.of(summary)
 
@@ -292,7 +309,7 @@ async def list_customer_holds(
             creator_id=key.creator_id, customer_id=customer_id, status=status, limit=limit, cursor=cursor
         )
 
-    found = await _blocking(page)
+    found = await blocking(page)
     return HoldList(data=[HoldPublic.of(summary) for summary in found.holds], next_cursor=found.next_cursor)
 
 
@@ -304,7 +321,7 @@ async def list_customer_holds(
 )
 async def get_hold(hold_id: HoldId, key: CurrentKey) -> HoldPublic:
     """One hold; once past its `expires_at`, it shows as `expired` with its credits given back."""
-    summary = await _blocking(lambda: holds.get_hold(creator_id=key.creator_id, hold_id=holds.parse_hold_id(hold_id)))
+    summary = await blocking(lambda: holds.get_hold(creator_id=key.creator_id, hold_id=holds.parse_hold_id(hold_id)))
     return HoldPublic.of(summary)
 
 
@@ -328,7 +345,7 @@ async def capture_hold(
     def spend() -> holds.HoldEnding:
         return holds.capture_hold(**_hold_ending_by(key, hold_id=hold_id, idempotency_key=idempotency_key), **capture)
 
-    return _ended(await _blocking(spend), response=response)
+    return _ended(await blocking(spend), response=response)
 
 
 @router.post(
@@ -345,7 +362,7 @@ async def release_hold(
     def give_back() -> holds.HoldEnding:
         return holds.release_hold(**_hold_ending_by(key, hold_id=hold_id, idempotency_key=idempotency_key))
 
-    return _ended(await _blocking(give_back), response=response)
+    return _ended(await blocking(give_back), response=response)
 
 
 @router.get(
@@ -353,7 +370,7 @@ async def release_hold(
 )
 async def list_your_packs(key: CurrentKey) -> PackList:
     """Your packs, newest first, with their links."""
-    packs = await _blocking(lambda: list_packs(creator_id=key.creator_id))
+    packs = await blocking(lambda: list_packs(creator_id=key.creator_id))
     return PackList(data=[PackPublic.of(summary) for summary in packs])
 
 
@@ -365,22 +382,24 @@ async def list_events(
     cursor: Cursor = None,
 ) -> EventList:
     """Your events, newest first: what webhooks deliver, for a receiver that was down and catches up."""
-    page = await _blocking(
+    page = await blocking(
         lambda: webhooks.list_events(creator_id=key.creator_id, event_type=event_type, limit=limit, cursor=cursor)
     )
     return EventList.of(page)
 
 
-async def _blocking(call: Callable[[], T]) -> T:
-    """Run a service call, which waits on the database, in a worker thread.
+async def blocking(call: Callable[[], T]) -> T:
+    """Run a service call, which waits on the database, in one of the API's worker threads.
 
     The routes themselves are `async`: FastAPI then checks and serialises their answers in place, where
-    for a sync route it takes another trip to a worker thread (~15 % of a debit's cost under load).
+    for a sync route it takes another trip to a worker thread (~15 % of a debit's cost under load). The
+    executor's own queue is cheaper per trip than Starlette's `run_in_threadpool` (anyio's limiter, cancel
+    scope and context copy).
     """
-    return await run_in_threadpool(call)
+    return await asyncio.get_running_loop().run_in_executor(_THREADS, call)
 
 
-def _change_by(key: ApiKey, *, ref: str, idempotency_key: str | None) -> dict[str, Any]:
+def change_by(key: ApiKey, *, ref: str, idempotency_key: str | None) -> dict[str, Any]:
     """The ledger arguments that say whose credits change and who changes them: the key's creator's customer."""
     return {
         "creator_id": key.creator_id,

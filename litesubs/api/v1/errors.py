@@ -74,10 +74,10 @@ def install_error_handlers(app: FastAPI, *, routes: Sequence[BaseRoute] = ()) ->
             )
         return _http_error(request, error)
 
-    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(DomainError, domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(Exception, _unexpected_error)
+    app.add_exception_handler(Exception, unexpected_error)
 
 
 def error_response(
@@ -89,7 +89,7 @@ def error_response(
     return JSONResponse({"error": detail}, status_code=status, headers=headers)
 
 
-def _domain_error(_request: Request, error: DomainError) -> JSONResponse:
+def domain_error(_request: Request, error: DomainError) -> JSONResponse:
     headers: dict[str, str] = {}
     if isinstance(error, RateLimited):
         headers["Retry-After"] = str(error.retry_after)
@@ -128,6 +128,6 @@ def _allowed(request: Request, routes: Sequence[BaseRoute]) -> str:
     return ", ".join(sorted(methods))
 
 
-def _unexpected_error(_request: Request, error: Exception) -> JSONResponse:
+def unexpected_error(_request: Request, error: Exception) -> JSONResponse:
     logger.error("API v1 request failed", exc_info=error)
     return error_response(500, "internal_error", "Something went wrong on our side. Try again shortly.")
