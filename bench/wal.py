@@ -23,22 +23,31 @@ from sqlalchemy import Engine, bindparam, text
 from bench.holds import HoldWorld, in_process_operations
 
 OPERATIONS = 2000
+WINDOW = 100
 WARM_UP = 200
 TABLES = ("customer", "credit_lot", "hold", "ledger_entry", "idempotency_record")
 
-# This database's WAL between two positions: records that name one of its relations (block references read
-# "rel <tablespace>/<database>/<relation>"), and the commit records of the transactions that wrote them.
+# This database's WAL between two positions, in one pass grouped by transaction: records that name one of its
+# relations (block references read "rel <tablespace>/<database>/<relation>"), and the commit records of the
+# transactions that wrote them.
 _WAL = text(
     """
-    WITH records AS (SELECT * FROM pg_get_wal_records_info(CAST(:start AS pg_lsn), CAST(:end AS pg_lsn))),
-    ours AS (SELECT * FROM records WHERE block_ref LIKE '%/' || :database || '/%'),
-    commits AS (
-        SELECT * FROM records
-        WHERE resource_manager = 'Transaction' AND xid IN (SELECT xid FROM ours WHERE xid <> 0)
-    )
-    SELECT count(*), coalesce(sum(record_length), 0), coalesce(sum(fpi_length), 0),
-        count(*) FILTER (WHERE fpi_length > 0)
-    FROM (SELECT * FROM ours UNION ALL SELECT * FROM commits) AS written
+    SELECT coalesce(sum(records), 0), coalesce(sum(bytes), 0), coalesce(sum(fpi_bytes), 0), coalesce(sum(fpis), 0)
+    FROM (
+        SELECT
+            bool_or(ours) AS touched,
+            count(*) FILTER (WHERE ours OR commit) AS records,
+            sum(record_length) FILTER (WHERE ours OR commit) AS bytes,
+            sum(fpi_length) FILTER (WHERE ours) AS fpi_bytes,
+            count(*) FILTER (WHERE ours AND fpi_length > 0) AS fpis
+        FROM (
+            SELECT xid, record_length, fpi_length, resource_manager = 'Transaction' AS commit,
+                coalesce(block_ref LIKE '%/' || :database || '/%', false) AS ours
+            FROM pg_get_wal_records_info(CAST(:start AS pg_lsn), CAST(:end AS pg_lsn))
+        ) AS records
+        GROUP BY xid
+    ) AS transactions
+    WHERE touched
     """
 )
 _UPDATES = text(
@@ -65,20 +74,25 @@ def measure(engine: Engine, world: HoldWorld) -> list[WalResult]:
 
 
 def _written(engine: Engine, name: str, operation: Callable[[], None]) -> WalResult:
+    """`OPERATIONS` runs of `operation`, their WAL read after every `WINDOW` of them: short reads, done before a
+    checkpoint can recycle the segments they need."""
     for _ in range(WARM_UP):
         operation()
     before_updates = _updates(engine)
+    totals = [0, 0, 0, 0]  # records, bytes, bytes of full-page images, full-page images
     with engine.connect() as connection:
-        start = connection.execute(text("SELECT pg_current_wal_insert_lsn()")).scalar()
-    for _ in range(OPERATIONS):
-        operation()
-    with engine.connect() as connection:
-        end = connection.execute(text("SELECT pg_current_wal_flush_lsn()")).scalar()
         database = connection.execute(text("SELECT oid FROM pg_database WHERE datname = current_database()")).scalar()
-        records, size, fpi_size, fpis = connection.execute(
-            _WAL, {"start": start, "end": end, "database": str(database)}
-        ).one()
+    for _ in range(OPERATIONS // WINDOW):
+        with engine.connect() as connection:
+            start = connection.execute(text("SELECT pg_current_wal_insert_lsn()")).scalar()
+        for _ in range(WINDOW):
+            operation()
+        with engine.connect() as connection:
+            end = connection.execute(text("SELECT pg_current_wal_flush_lsn()")).scalar()
+            window = connection.execute(_WAL, {"start": start, "end": end, "database": str(database)}).one()
+        totals = [total + int(part) for total, part in zip(totals, window, strict=True)]
     after_updates = _updates(engine)
+    records, size, fpi_size, fpis = totals
     updates = {
         table: (after_updates[table][0] - before_updates[table][0], after_updates[table][1] - before_updates[table][1])
         for table in TABLES

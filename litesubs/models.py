@@ -28,6 +28,8 @@ from sqlmodel import Field, SQLModel
 
 # `hold.lots`: JSON, stored as jsonb on PostgreSQL (the hot paths read it with jsonb_to_recordset).
 HOLD_LOTS_TYPE = JSON().with_variant(JSONB(), "postgresql")
+# Free room left on each page of `customer` for a new version of a customer whose balance changed (a HOT update).
+CUSTOMER_FILLFACTOR = 90
 # Free room left on each page of `hold` for the new version of a hold when it ends (a HOT update).
 HOLD_FILLFACTOR = 80
 
@@ -165,6 +167,7 @@ class Customer(SQLModel, table=True):
             "id",
             postgresql_ops={"first_purchase_at": "NULLS FIRST"},
         ),
+        {"postgresql_with": {"fillfactor": CUSTOMER_FILLFACTOR}},
     )
 
     id: int | None = Field(default=None, primary_key=True)
