@@ -18,8 +18,8 @@ the buyer comes back to our success page, which asks (fake) Stripe whether the s
 2. Crash: A is SIGKILLed in the middle of a stream of debits and webhooks, with four of them held
    halfway through their transactions (the test holds their customer's row lock), and started again
    on its work directory. Every answered success is in the ledger once, no refusal is, unanswered
-   requests are applied whole or not at all, and retrying them (same Idempotency-Key, same event)
-   applies each exactly once.
+   requests are applied whole or not at all (a webhook caught inside its transaction not at all), and
+   retrying them (same Idempotency-Key, same event) applies each exactly once.
 3. Graceful stop: after SIGTERM the process refuses new connections at once, finishes the requests
    it had accepted (twelve waiting inside the database, two still sending their bodies) and exits,
    with a browser tab and an idle keep-alive connection still open. It has no deadline of its own:
@@ -667,7 +667,11 @@ def test_a_process_killed_mid_stream_loses_nothing_and_doubles_nothing(cluster: 
     assert sum(outcome.status is not None for outcome in outcomes) >= len(requests) // 3
     applied = assert_all_or_nothing(engine, shop, requests, outcomes)
     assert [outcomes[requests.index(request)].status for request in caught] == [None] * len(caught)
-    assert applied.isdisjoint(caught), "a request killed halfway through its transaction left something behind"
+    # A webhook caught inside its transaction never commits. A debit is one statement in autocommit on PostgreSQL
+    # (`ledger_debit`): caught waiting for the row lock, it completes on the server once the lock is free, whole,
+    # like a request whose answer was lost after its commit; the retries below replay it.
+    caught_and_applied = applied.intersection(caught)
+    assert not any(isinstance(request, Delivery) for request in caught_and_applied), "a webhook killed halfway"
 
     again = send_all([(request, restarted.base_url) for request in requests], threads=8)
     for request, first, second in zip(requests, outcomes, again, strict=True):
