@@ -134,8 +134,8 @@ def statements_run(engine: Engine) -> Iterator[list[str]]:
         event.remove(engine, "before_cursor_execute", record)
 
 
-def test_placing_and_ending_a_hold_take_the_two_statement_hot_path(postgres_engine: Engine) -> None:
-    """A claim-and-lock statement, then one statement for every write (a debit is a single call, in autocommit)."""
+def test_placing_and_ending_a_hold_take_the_one_call_hot_path(postgres_engine: Engine) -> None:
+    """Placing and capturing are one server-side call each in autocommit, as a debit is."""
     engine = postgres_engine
     customer = new_customer(engine)
     for amount in (5, 20):
@@ -158,8 +158,10 @@ def test_placing_and_ending_a_hold_take_the_two_statement_hot_path(postgres_engi
 
     assert len(debiting) == 1
     assert "ledger_debit(" in debiting[0]
-    assert len(placing) == 2
-    assert len(capturing) == 2
+    assert len(placing) == 1
+    assert "hold_place(" in placing[0]
+    assert len(capturing) == 1
+    assert "hold_end(" in capturing[0]
     assert (ending.transaction.delta, ending.hold.captured) == (4, 6)
     assert balance_of(engine, customer.id) == 24 - 6 - 1
     replayed = holds.capture_hold(

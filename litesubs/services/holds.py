@@ -24,7 +24,7 @@ The rules (issue 18), on top of the ledger's (`ledger`):
 
 Each operation is one ledger transaction (`ledger.transaction.change_credits`): the customer locked, what fell due
 expired first, at most once per idempotency key; refusals are stored and replayed like the ledger's. On
-PostgreSQL placing and ending a hold first try a hot path of two prebuilt statements, like the debit's
+PostgreSQL placing and ending a hold first try a hot path of one server-side call each, like the debit's
 (see "The hot paths on PostgreSQL" below), and leave the rare cases to that general path.
 """
 
@@ -34,33 +34,17 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Any
 
-from psycopg.rows import namedtuple_row
 from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Connection,
     Engine,
-    Integer,
-    Select,
-    TableValuedAlias,
-    Text,
     bindparam,
-    cast,
-    column,
-    func,
-    insert,
-    true,
-    update,
+    text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlmodel import Session, select
 
 from litesubs.db import get_engine, read_connection, read_session, write_session
-from litesubs.models import CreditLot, Customer, Hold, LedgerEntry, utcnow
+from litesubs.models import CreditLot, Customer, Hold, utcnow
 from litesubs.services import idempotency, webhooks
 from litesubs.services.cursors import decode_cursor, encode_cursor
 from litesubs.services.customers import MAX_ID, ensure_active, lock_customer_row
@@ -75,17 +59,14 @@ from litesubs.services.ledger import (
     take_back_returned,
 )
 from litesubs.services.ledger.model import Cause, check_amount, check_reason
-from litesubs.services.ledger.postgres import debit_lock, json_object
+from litesubs.services.ledger.postgres import call_in_one_trip
 from litesubs.services.ledger.rules import (
     SPENDING_ORDER,
     has_due_lots,
-    lots_to_take,
     refusal_of,
     refusal_outcome,
-    single_lot,
 )
 from litesubs.services.ledger.transaction import (
-    ENTRY_COLUMNS,
     change_credits,
     delivered,
     entry_fields,
@@ -204,9 +185,12 @@ def place_hold(
     idempotency_key: str | None = None,
     now: datetime | None = None,
     engine: Engine | None = None,
+    fast_path: bool = True,
 ) -> HoldSummary:
     """Reserve `amount` credits for `expires_in` seconds (1 to 86,400). Refused whole, changing nothing, if the
-    customer is suspended or can spend fewer."""
+    customer is suspended or can spend fewer.
+
+    `fast_path=False` runs the general path alone (tests/test_hold_paths.py compares the two)."""
     now = now or utcnow()
     amount, reason = check_amount(amount), check_reason(reason)
     if isinstance(expires_in, bool) or not isinstance(expires_in, int) or not 1 <= expires_in <= MAX_EXPIRES_IN:
@@ -217,9 +201,9 @@ def place_hold(
     expires_at = now + timedelta(seconds=expires_in)
     request = {"operation": "hold", "amount": amount, "reason": reason, "expires_in": expires_in}
     engine = engine or get_engine()
-    if engine.dialect.name == "postgresql":
+    if fast_path and engine.dialect.name == "postgresql":
         placed = _Placing(engine, creator_id, customer_id, amount, expires_at, {**request, "customer_id": customer_id})
-        outcome = _place_in_two_statements(placed, cause)
+        outcome = _place_in_one_call(placed, cause)
         if isinstance(outcome, HoldSummary):
             return outcome
         if outcome is not None:
@@ -267,9 +251,11 @@ def capture_hold(
     idempotency_key: str | None = None,
     now: datetime | None = None,
     engine: Engine | None = None,
+    fast_path: bool = True,
 ) -> HoldEnding:
     """Spend `amount` of the hold (all of it by default) and give the rest back; the entry's reason is `reason`,
-    or the hold's. `HoldExceeded` for more than the hold holds, `HoldClosed` once it has ended."""
+    or the hold's. `HoldExceeded` for more than the hold holds, `HoldClosed` once it has ended. `fast_path` as for
+    `place_hold`."""
     now = now or utcnow()
     amount = None if amount is None else check_amount(amount)
     reason = None if reason is None else check_reason(reason)
@@ -290,7 +276,7 @@ def capture_hold(
 
     request = {"operation": "capture", "hold_id": hold_id, "amount": amount, "reason": reason}
     ending = _Ending(creator_id, hold_id, amount, CAPTURED, request)
-    return _end_hold(engine, ending, cause=cause, change=capture)
+    return _end_hold(engine, ending, cause=cause, change=capture, fast_path=fast_path)
 
 
 def release_hold(
@@ -301,8 +287,9 @@ def release_hold(
     idempotency_key: str | None = None,
     now: datetime | None = None,
     engine: Engine | None = None,
+    fast_path: bool = True,
 ) -> HoldEnding:
-    """Give all of the hold's credits back. `HoldClosed` once it has ended."""
+    """Give all of the hold's credits back. `HoldClosed` once it has ended. `fast_path` as for `place_hold`."""
     now = now or utcnow()
     if idempotency_key is not None:
         idempotency.check_key(idempotency_key)
@@ -315,7 +302,8 @@ def release_hold(
         return ending
 
     request = {"operation": "release", "hold_id": hold_id}
-    return _end_hold(engine, _Ending(creator_id, hold_id, 0, RELEASED, request), cause=cause, change=release)
+    ending = _Ending(creator_id, hold_id, 0, RELEASED, request)
+    return _end_hold(engine, ending, cause=cause, change=release, fast_path=fast_path)
 
 
 def get_hold(
@@ -426,14 +414,19 @@ class _Ending:
 
 
 def _end_hold(
-    engine: Engine | None, ending: _Ending, *, cause: Cause, change: Callable[[Session, Customer], HoldEnding]
+    engine: Engine | None,
+    ending: _Ending,
+    *,
+    cause: Cause,
+    change: Callable[[Session, Customer], HoldEnding],
+    fast_path: bool,
 ) -> HoldEnding:
     """End the creator's hold (`NotFound` for anyone else's) in a ledger transaction on its customer: on
     PostgreSQL the hot path first, then the general path when it must decide. The idempotency key fingerprints
     the request without the customer, which the hold decides (and the hot path finds only under its lock)."""
     engine = engine or get_engine()
-    if engine.dialect.name == "postgresql":
-        outcome = _end_in_two_statements(engine, ending, cause=cause)
+    if fast_path and engine.dialect.name == "postgresql":
+        outcome = _end_in_one_call(engine, ending, cause=cause)
         if isinstance(outcome, HoldEnding):
             return outcome
         if outcome is not None:
@@ -500,13 +493,20 @@ def _end(session: Session, customer: Customer, hold: Hold, *, captured: int, sta
 
 # --- The hot paths on PostgreSQL ------------------------------------------------------------
 #
-# Placing and ending a hold in two statements and a commit, built once: the first claims the idempotency key and
-# locks the customer (the debit's own lock statement, for placing), the second, which under READ COMMITTED sees
-# everything committed before the lock was granted, makes every write, the key's outcome included. Each returns
-# its committed result, or a refusal's outcome, or None after changing nothing when the general path must
-# decide: no such customer or hold, a key used before, something due (a lot or hold past its expiry, or a lot
-# of the hold whose expiry passed), a lot of the hold that was taken back (refunded or disputed), a capture
-# larger than the hold, or a hold that ended while this waited.
+# Placing and ending a hold in one round trip each: the server-side functions `hold_place` and `hold_end`
+# (migration 0015), called in autocommit as the debit's `ledger_debit` is (`ledger.postgres.call_in_one_trip`),
+# claim the idempotency key, lock the customer and make every write, the key's outcome included, in one
+# transaction. Each call returns its committed result, or a refusal's outcome (without a key), or None after
+# changing nothing when the general path must decide: no such customer or hold, a key used before, something due
+# (a lot or hold past its expiry, or a lot of the hold whose expiry passed), a refusal with a key, a placing that
+# makes `credits.low` or `credits.depleted`, a lot of the hold that was taken back (refunded or disputed), a
+# capture larger than the hold, or a capture's event whose reason only the database knows and is not ASCII.
+
+_PLACE = text(
+    "SELECT o_verdict AS verdict, o_hold_id AS hold_id, o_balance AS balance, o_status AS status"
+    " FROM hold_place(:creator_id, :customer_id, :amount, :reason, :actor_type, :actor_id, :key, :request_hash,"
+    " :now, :expires_at, :hold_json)"
+)
 
 
 @dataclass(frozen=True)
@@ -519,338 +519,89 @@ class _Placing:
     request: dict[str, Any]  # with the customer, as `change_credits` fingerprints it
 
 
-def _place_in_two_statements(placing: _Placing, cause: Cause) -> HoldSummary | dict[str, Any] | None:
-    creator_id, customer_id, amount = placing.creator_id, placing.customer_id, placing.amount
-    key = cause.idempotency_key
-    parameters = {"debit_creator_id": creator_id, "debit_customer_id": customer_id, "debit_amount": amount}
-    if key is not None:
-        parameters |= idempotency.claim_parameters(
-            creator_id=creator_id, key=key, request=placing.request, now=cause.now
-        )
-    lock = debit_lock(with_key=key is not None)
-    with placing.engine.begin() as connection:
-        customer = _compiled(lock).first(connection, parameters)
-        if customer is None or has_due_lots(customer, cause.now):
-            connection.rollback()
-            return None
-        refusal = refusal_of(customer, balance=customer.balance, amount=amount)
-        if refusal is not None:
-            _remember(connection, creator_id, key, refusal)
-            return refusal
-        balance_after = customer.balance - amount
-        fields = entry_fields(creator_id, customer_id, delta=-amount, balance_after=balance_after, cause=cause)
-        parameters |= {f"entry_{column}": value for column, value in fields.items()}
-        parameters |= {"hold_expires_at": placing.expires_at, "hold_balance": balance_after}
-        if key is not None:
-            summary = HoldSummary(0, customer_id, amount, 0, ACTIVE, cause.reason, placing.expires_at, cause.now, None)
-            parameters |= {
-                "remember_creator_id": creator_id,
-                "remember_key": key,
-                "hold_json": json.dumps(summary.to_json()),
-            }
-        hold_id, entry_id = _compiled(_place_statement(with_key=key is not None)).first(connection, parameters)
-        webhooks.credits_changed(connection, [(entry_id, fields)], watch=webhooks.Watch.of(customer))
-    return HoldSummary(hold_id, customer_id, amount, 0, ACTIVE, cause.reason, placing.expires_at, cause.now, None)
+def _place_in_one_call(placing: _Placing, cause: Cause) -> HoldSummary | dict[str, Any] | None:
+    creator_id, customer_id, amount, key = (
+        placing.creator_id,
+        placing.customer_id,
+        placing.amount,
+        cause.idempotency_key,
+    )
+    summary = HoldSummary(0, customer_id, amount, 0, ACTIVE, cause.reason, placing.expires_at, cause.now, None)
+    parameters = {
+        **_call_parameters(creator_id, placing.request, cause),
+        "customer_id": customer_id,
+        "amount": amount,
+        "reason": cause.reason,
+        "expires_at": placing.expires_at,
+        "hold_json": None if key is None else json.dumps(summary.to_json()),
+    }
+    row = call_in_one_trip(placing.engine, _PLACE, parameters)
+    if row is None or row.verdict == "general":
+        return None
+    if row.verdict == "refused":
+        return refusal_of(row, balance=row.balance, amount=amount)
+    return replace(summary, id=row.hold_id)
 
 
-@cache
-def _place_statement(*, with_key: bool) -> Select:
-    """Placing's second statement, after `ledger.postgres.debit_lock` (and with its parameter names): lots, hold
-    (with which lots it took from), balance, ledger entry and the key's outcome (`hold_json` with the new id),
-    returning the hold's id and the entry's."""
-    taken = lots_to_take(bindparam("debit_customer_id"), bindparam("debit_amount", type_=BigInteger)).cte("taken")
-    spent = (
-        update(CreditLot)
-        .where(CreditLot.id == taken.c.id)
-        .values(remaining=CreditLot.remaining - taken.c.take)
-        .returning(CreditLot.id)
-        .cte("spent")
-    )
-    placed = (
-        insert(Hold)
-        .values(
-            creator_id=bindparam("entry_creator_id"),
-            customer_id=bindparam("entry_customer_id"),
-            amount=bindparam("debit_amount", type_=BigInteger),
-            captured=0,
-            status=ACTIVE,
-            reason=bindparam("entry_reason"),
-            expires_at=bindparam("hold_expires_at"),
-            created_at=bindparam("entry_created_at"),
-            lots=select(func.jsonb_agg(func.jsonb_build_object("lot_id", taken.c.id, "amount", taken.c.take)))
-            .select_from(taken)
-            .scalar_subquery(),
-        )
-        .returning(Hold.id)
-        .cte("placed")
-    )
-    moved = (
-        update(Customer)
-        .where(Customer.id == bindparam("debit_customer_id"))
-        .values(
-            balance=bindparam("hold_balance", type_=BigInteger),
-            held=Customer.held + bindparam("debit_amount", type_=BigInteger),
-            next_expiry_at=func.least(Customer.next_expiry_at, bindparam("hold_expires_at")),
-            updated_at=bindparam("entry_created_at"),
-        )
-        .returning(Customer.id)
-        .cte("moved")
-    )
-    columns = {column: bindparam(f"entry_{column}") for column in ENTRY_COLUMNS}
-    entry = (
-        insert(LedgerEntry)
-        .values({**columns, "lot_id": single_lot(taken), "hold_id": select(placed.c.id).scalar_subquery()})
-        .returning(LedgerEntry.id)
-        .cte("entry")
-    )
-    place = select(placed.c.id, entry.c.id.label("entry_id")).join_from(placed, entry, true()).add_cte(spent, moved)
-    if not with_key:
-        return place
-    with_id = cast(json_object(id=placed.c.id), JSONB)
-    outcome = json_object(result=cast(bindparam("hold_json", type_=Text), JSONB).op("||")(with_id))
-    remembered = idempotency.REMEMBER.values(outcome=cast(select(outcome).scalar_subquery(), Text)).cte("remembered")
-    return place.add_cte(remembered)
+_END = text(
+    "SELECT o_verdict AS verdict, o_customer_id AS customer_id, o_entry_id AS entry_id, o_delta AS delta,"
+    " o_balance AS balance, o_lot_id AS lot_id, o_amount AS amount, o_captured AS captured,"
+    " o_hold_status AS hold_status, o_hold_reason AS hold_reason, o_reason AS reason, o_expires_at AS expires_at,"
+    " o_created_at AS created_at"
+    " FROM hold_end(:creator_id, :hold_id, :captured, :status, :reason, :reason_json, :actor_type, :actor_id,"
+    " :actor_json, :key, :request_hash, :now, :now_text)"
+)
 
 
-def _end_in_two_statements(engine: Engine, ending: _Ending, *, cause: Cause) -> HoldEnding | dict[str, Any] | None:
-    creator_id, key = ending.creator_id, cause.idempotency_key
-    parameters = {"debit_creator_id": creator_id, "end_hold_id": ending.hold_id}
-    if key is not None:
-        parameters |= idempotency.claim_parameters(
-            creator_id=creator_id, key=key, request=ending.request, now=cause.now
-        )
-    lock, end = _end_statements(with_key=key is not None)
-    with engine.begin() as connection:
-        hold = _compiled(lock).first(connection, parameters)
-        captured = None if hold is None else ending.captured if ending.captured is not None else hold.amount
-        if (
-            hold is None
-            or has_due_lots(hold, cause.now)
-            or (hold.soonest_lot_expiry is not None and hold.soonest_lot_expiry <= cause.now)
-            or (hold.hold_status == ACTIVE and captured > hold.amount)
-        ):
-            connection.rollback()
-            return None
-        customer_id = parameters["debit_customer_id"] = hold.customer_id
-        if hold.hold_status != ACTIVE:  # read before the lock, but an ended hold stays ended
-            refusal = refusal_outcome(HoldClosed(_CLOSED[hold.hold_status]))
-            _remember(connection, creator_id, key, refusal)
-            return refusal
-        reason = cause.reason or hold.reason
-        summary = HoldSummary(
-            ending.hold_id,
-            customer_id,
-            hold.amount,
-            captured,
-            ending.status,
-            hold.reason,
-            hold.expires_at,
-            hold.created_at,
-            cause.now,
-        )
-        fields = entry_fields(creator_id, customer_id, delta=0, balance_after=0, cause=replace(cause, reason=reason))
-        parameters |= {f"entry_{column}": fields[column] for column in _END_ENTRY_COLUMNS}
-        parameters |= {"end_captured": captured, "end_status": ending.status, "end_amount": hold.amount}
-        if key is not None:
-            parameters |= {
-                "remember_creator_id": creator_id,
-                "remember_key": key,
-                "end_hold_json": json.dumps(summary.to_json()),
-                "end_reason": reason,
-                "end_created_at_text": cause.now.isoformat(),
-            }
-        entry = _compiled(end).first(connection, parameters)
-        if entry is None:  # the hold ended, or one of its lots was taken back, while this waited for the lock
-            connection.rollback()
-            return None
-        if ending.status == CAPTURED:
-            fields |= {"delta": entry.delta, "balance_after": entry.balance_after}
-            captured_event = webhooks.Captured(f"{ID_PREFIX}{ending.hold_id}", captured)
-            webhooks.credits_changed(
-                connection, [(entry.id, webhooks.with_capture(fields, captured_event))], watch=webhooks.Watch.of(hold)
-            )
+def _end_in_one_call(engine: Engine, ending: _Ending, *, cause: Cause) -> HoldEnding | dict[str, Any] | None:
+    reason = cause.reason or None  # None: the hold's
+    parameters = {
+        **_call_parameters(ending.creator_id, ending.request, cause),
+        "hold_id": ending.hold_id,
+        "captured": ending.captured,
+        "status": ending.status,
+        "reason": reason,
+        "now_text": cause.now.isoformat(),
+    }
+    parameters |= webhooks.captured_event_parts(cause.actor.type, parameters["actor_id"], reason)
+    row = call_in_one_trip(engine, _END, parameters)
+    if row is None or row.verdict == "general":
+        return None
+    if row.verdict == "closed":
+        return refusal_outcome(HoldClosed(_CLOSED[row.hold_status]))
+    hold_id, now = ending.hold_id, cause.now
     transaction = LedgerResult(
-        entry.id, customer_id, cause.kind, entry.delta, entry.balance_after, entry.lot_id, cause.now, ending.hold_id
+        row.entry_id, row.customer_id, cause.kind, row.delta, row.balance, row.lot_id, now, hold_id
     )
-    return HoldEnding(transaction, reason, summary)
-
-
-# An ending's entry columns that come as parameters; its delta and balance come from the statement.
-_END_ENTRY_COLUMNS = tuple(column for column in ENTRY_COLUMNS if column not in ("delta", "balance_after"))
-
-
-@cache
-def _end_statements(*, with_key: bool) -> tuple[Select, Select]:
-    """An ending's two statements.
-
-    The lock: the hold's customer (found through the creator's hold) with its balance, status and next expiry,
-    locked, with the hold's amount, status, reason and times, the soonest expiry of the lots it took from and
-    what webhooks want of a capture (with a key, only when the key was claimed).
-
-    The end, for an active hold none of whose lots was taken back (else no row; a refund or dispute may have
-    committed while this waited for the lock, and the general path takes such credits back again): which of
-    its credits go back (those after the captured ones in spending order), the lots, the hold, balance and held
-    credits, the ledger entry and the key's outcome, returning the entry's id, delta, balance and lot.
-    """
-    hold_id = bindparam("end_hold_id")
-    held = _held_lots()
-    soonest = select(func.min(CreditLot.expires_at)).where(CreditLot.id == held.c.lot_id).scalar_subquery()
-    lock = (
-        select(
-            Customer.id.label("customer_id"),
-            Customer.balance,
-            Customer.status,
-            Customer.next_expiry_at,
-            Hold.amount,
-            Hold.status.label("hold_status"),
-            Hold.reason,
-            Hold.expires_at,
-            Hold.created_at,
-            soonest.label("soonest_lot_expiry"),
-            *webhooks.watch_columns(bindparam("debit_creator_id", type_=Integer)),
-        )
-        .join(Hold, Hold.customer_id == Customer.id)
-        .where(Hold.id == hold_id, Hold.creator_id == bindparam("debit_creator_id"))
-        .with_for_update(of=Customer)
+    summary = HoldSummary(
+        hold_id,
+        row.customer_id,
+        row.amount,
+        row.captured,
+        ending.status,
+        row.hold_reason,
+        row.expires_at,
+        row.created_at,
+        now,
     )
-    if with_key:
-        claim = idempotency.claim_statement("postgresql").cte("claim")
-        lock = lock.where(select(claim.c.id).exists())
-
-    captured = bindparam("end_captured", type_=BigInteger)
-    earlier = func.sum(held.c.amount).over(order_by=SPENDING_ORDER, rows=(None, -1))
-    pieces = (
-        select(held.c.lot_id, held.c.amount, CreditLot.expires_at, func.coalesce(earlier, 0).label("earlier"))
-        .select_from(Hold)
-        .join(held, true())
-        .join(CreditLot, CreditLot.id == held.c.lot_id)
-        .where(Hold.id == hold_id)
-        .subquery("pieces")
-    )
-    kept = func.least(pieces.c.amount, func.greatest(0, captured - pieces.c.earlier))
-    back = (
-        select(pieces.c.lot_id.label("id"), (pieces.c.amount - kept).label("back"), pieces.c.expires_at)
-        .where(pieces.c.amount > kept)
-        .cte("back")
-    )
-    from_taken_back_lot = (
-        select(CreditLot.id).where(CreditLot.id == held.c.lot_id, CreditLot.taken_back.is_not(None)).exists()
-    )
-    ended = (
-        update(Hold)
-        .where(Hold.id == hold_id, Hold.status == ACTIVE, ~from_taken_back_lot)
-        .values(status=bindparam("end_status"), captured=captured, ended_at=bindparam("entry_created_at"))
-        .returning(Hold.id)
-        .cte("ended")
-    )
-    happened = select(ended.c.id).exists()
-    given = (
-        update(CreditLot)
-        .where(CreditLot.id == back.c.id, happened)
-        .values(remaining=CreditLot.remaining + back.c.back)
-        .returning(CreditLot.id)
-        .cte("given")
-    )
-    returned = select(func.coalesce(func.sum(back.c.back), 0)).scalar_subquery()
-    moved = (
-        update(Customer)
-        .where(Customer.id == bindparam("debit_customer_id"), happened)
-        .values(
-            balance=Customer.balance + returned,
-            held=Customer.held - bindparam("end_amount", type_=BigInteger),
-            next_expiry_at=func.least(Customer.next_expiry_at, select(func.min(back.c.expires_at)).scalar_subquery()),
-            updated_at=bindparam("entry_created_at"),
-        )
-        .returning(Customer.balance)
-        .cte("moved")
-    )
-    entry_columns = LedgerEntry.__table__.c
-    values = [bindparam(f"entry_{column}", type_=entry_columns[column].type) for column in _END_ENTRY_COLUMNS]
-    entry = (
-        insert(LedgerEntry)
-        .from_select(
-            [*_END_ENTRY_COLUMNS, "delta", "balance_after", "lot_id", "hold_id"],
-            select(*values, returned, moved.c.balance, single_lot(back), hold_id),
-        )
-        .returning(LedgerEntry.id, LedgerEntry.delta, LedgerEntry.balance_after, LedgerEntry.lot_id)
-        .cte("entry")
-    )
-    end = select(entry.c.id, entry.c.delta, entry.c.balance_after, entry.c.lot_id).add_cte(given)
-    if not with_key:
-        return lock, end
-    transaction = json_object(
-        entry_id=entry.c.id,
-        customer_id=bindparam("entry_customer_id", type_=BigInteger),
-        kind=bindparam("entry_kind", type_=Text),
-        delta=entry.c.delta,
-        balance_after=entry.c.balance_after,
-        lot_id=entry.c.lot_id,
-        created_at=bindparam("end_created_at_text", type_=Text),
-        hold_id=hold_id,
-    )
-    outcome = json_object(
-        result=json_object(
-            transaction=transaction,
-            reason=bindparam("end_reason", type_=Text),
-            hold=cast(bindparam("end_hold_json", type_=Text), JSON),
-        )
-    )
-    # Only when the hold ended: otherwise no row comes back and the caller rolls back, the key's claim with it.
-    remembered = (
-        idempotency.REMEMBER.values(outcome=cast(select(outcome).scalar_subquery(), Text))
-        .where(select(entry.c.id).exists())
-        .cte("remembered")
-    )
-    return lock, end.add_cte(remembered)
+    return HoldEnding(transaction, row.reason, summary)
 
 
-def _held_lots() -> TableValuedAlias:
-    """The lots a hold took from, as rows of (lot_id, amount) of the `hold` row in the enclosing query."""
-    return (
-        func.jsonb_to_recordset(Hold.lots)
-        .table_valued(column("lot_id", Integer), column("amount", BigInteger))
-        .render_derived("held", with_types=True)
-    )
-
-
-@dataclass(frozen=True)
-class _Compiled:
-    """A hot path's statement compiled once for psycopg and run on the transaction's own driver connection.
-
-    SQLAlchemy's work per call (the cache key of a large statement, parameter processing, result set-up) cost
-    about as much Python as the rest of a hold's hot path; these statements take only plain values (aware
-    datetimes, numbers, text) that psycopg adapts itself.
-    """
-
-    sql: str
-    defaults: dict[str, Any]  # the statement's own values (literals it was built with)
-
-    def first(self, connection: Connection, parameters: dict[str, Any]) -> Any:
-        """The first row, with its columns as attributes, or None. SQLAlchemy's cursor events still see the
-        statement (tracing, and the tests that count a hot path's statements)."""
-        parameters = self.defaults | parameters
-        with connection.connection.driver_connection.cursor(row_factory=namedtuple_row) as cursor:
-            connection.dispatch.before_cursor_execute(connection, cursor, self.sql, parameters, None, False)
-            row = cursor.execute(self.sql, parameters).fetchone()
-            connection.dispatch.after_cursor_execute(connection, cursor, self.sql, parameters, None, False)
-        return row
-
-
-@cache
-def _compiled(statement: Select) -> _Compiled:
-    compiled = statement.compile(dialect=_PSYCOPG)
-    own = {name: bind.effective_value for bind, name in compiled.bind_names.items() if not bind.required}
-    return _Compiled(str(compiled), own)
-
-
-_PSYCOPG = psycopg_dialect()
-
-
-def _remember(connection: Connection, creator_id: int, key: str | None, outcome: dict[str, Any]) -> None:
+def _call_parameters(creator_id: int, request: dict[str, Any], cause: Cause) -> dict[str, Any]:
+    """A hot path's parameters about who asks, when, and with which key (and its request's fingerprint)."""
+    key, request_hash = cause.idempotency_key, None
+    fields = entry_fields(creator_id, 0, delta=0, balance_after=0, cause=cause)
     if key is not None:
-        connection.execute(
-            idempotency.REMEMBER, idempotency.remember_parameters(creator_id=creator_id, key=key, outcome=outcome)
-        )
+        claim = idempotency.claim_parameters(creator_id=creator_id, key=key, request=request, now=cause.now)
+        request_hash = claim["claim_request_hash"]
+    return {
+        "creator_id": creator_id,
+        "actor_type": fields["actor_type"],
+        "actor_id": fields["actor_id"],
+        "key": key,
+        "request_hash": request_hash,
+        "now": cause.now,
+    }
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -526,6 +526,14 @@ def debited_event_around_balance(entry: Mapping[str, Any]) -> tuple[str, str]:
     return before + '"balance_after":', after
 
 
+def captured_event_parts(actor_type: str, actor_id: str | None, reason: str | None) -> dict[str, str | None]:
+    """For a hold's ending on PostgreSQL, whose function writes a capture's `credits.debited` itself: the JSON of
+    the event's actor and reason (None for the hold's reason, which only the database knows), as `credits_data`
+    and `credits_changed` write them."""
+    actor_json = _json({"type": actor_type, "id": actor_id})
+    return {"actor_json": actor_json, "reason_json": None if reason is None else json.dumps(reason)}
+
+
 _INSERT_EVENTS = insert(WebhookEvent)
 _DELIVERY_COLUMNS = [
     "kind",

@@ -7,8 +7,8 @@ autocommit, so the key's claim, the customer's lock, the lots, the balance, the 
 of their own. The function follows `rules` and leaves every rare case to the general path (no such customer,
 a key used before, something due, a refusal with a key, a debit that makes `credits.low` or
 `credits.depleted`), having written nothing. tests/test_ledger_paths.py checks that both paths keep the same
-books. `debit_lock` is the statement that claims a key and locks a customer, for batches (`batching`) and for
-`holds`.
+books. `call_in_one_trip` calls such a function (holds' too). `debit_lock` is the statement that claims a key
+and locks a customer, for batches (`batching`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Integer, Select, Text, bindparam, func, literal, text
+from sqlalchemy import Engine, Integer, Row, Select, TextClause, bindparam, text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import select
 
@@ -78,19 +78,26 @@ def debit_in_one_call(debit: Debit) -> dict[str, Any] | None:
         "event_head": event_head,
         "event_tail": event_tail,
     }
-    try:
-        with debit.engine.connect() as connection:
-            row = connection.execution_options(isolation_level="AUTOCOMMIT").execute(_CALL, parameters).one()
-    except DBAPIError as error:
-        if getattr(error.orig, "sqlstate", None) == LEFT_TO_GENERAL_PATH:
-            return None
-        raise
-    if row.verdict == "general":
+    row = call_in_one_trip(debit.engine, _CALL, parameters)
+    if row is None or row.verdict == "general":
         return None
     if row.verdict == "refused":
         return refusal_of(row, balance=row.balance, amount=amount)
     result = LedgerResult(row.entry_id, customer_id, cause.kind, -amount, row.balance, row.lot_id, cause.now)
     return {"result": result.to_json()}
+
+
+def call_in_one_trip(engine: Engine, call: TextClause, parameters: dict[str, Any]) -> Row | None:
+    """The row of a fast path's server-side function (`ledger_debit`, `hold_place`, `hold_end`), called in
+    autocommit so that it is one transaction with no BEGIN or COMMIT of its own; None when the function left the
+    general path to decide after claiming a key (SQLSTATE `LEFT_TO_GENERAL_PATH`, everything rolled back)."""
+    try:
+        with engine.connect() as connection:
+            return connection.execution_options(isolation_level="AUTOCOMMIT").execute(call, parameters).one()
+    except DBAPIError as error:
+        if getattr(error.orig, "sqlstate", None) == LEFT_TO_GENERAL_PATH:
+            return None
+        raise
 
 
 @cache
@@ -115,8 +122,3 @@ def debit_lock(*, with_key: bool) -> Select:
         claim = idempotency.claim_statement("postgresql").cte("claim")
         lock = lock.where(select(claim.c.id).exists())
     return lock
-
-
-def json_object(**fields: ColumnElement[Any]) -> ColumnElement[Any]:
-    """`json_build_object` of named SQL expressions."""
-    return func.json_build_object(*(part for name, value in fields.items() for part in (literal(name, Text), value)))
