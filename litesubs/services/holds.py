@@ -60,9 +60,9 @@ from litesubs.services.ledger import (
 )
 from litesubs.services.ledger.model import Cause, check_amount, check_reason
 from litesubs.services.ledger.postgres import call_in_one_trip
+from litesubs.services.ledger.reads import read_current
 from litesubs.services.ledger.rules import (
     SPENDING_ORDER,
-    has_due_lots,
     refusal_of,
     refusal_outcome,
 )
@@ -346,18 +346,13 @@ def list_holds(
     if cursor is not None:
         statement = statement.where(Hold.id < decode_cursor(cursor))
     statement = statement.order_by(Hold.id.desc()).limit(limit + 1)
-    now = now or utcnow()
-    with read_session(engine) as session:
-        customer = session.exec(
-            select(Customer).where(Customer.id == customer_id, Customer.creator_id == creator_id)
-        ).first()
-        if customer is None:
-            raise NotFound("No such customer.")
-        holds = None if has_due_lots(customer, now) else [HoldSummary.of(hold) for hold in session.exec(statement)]
-    if holds is None:  # something is due: release and expire it under the lock first
-        with write_session(engine) as session:
-            lock_customer(session, creator_id=creator_id, customer_id=customer_id, now=now)
-            holds = [HoldSummary.of(hold) for hold in session.exec(statement)]
+    holds = read_current(
+        creator_id=creator_id,
+        customer_id=customer_id,
+        read=lambda session: [HoldSummary.of(hold) for hold in session.exec(statement)],
+        now=now or utcnow(),
+        engine=engine,
+    )
     if len(holds) <= limit:
         return HoldPage(holds=tuple(holds), next_cursor=None)
     return HoldPage(holds=tuple(holds[:limit]), next_cursor=encode_cursor(holds[limit - 1].id))

@@ -1,14 +1,15 @@
 """The ledger's reads: a customer's balance with its lots (`get_balance`) and its ledger (`list_entries`).
 
 Both read without a lock in the common case; only when a lot or hold may be due do they take the customer's
-lock and expire it first, so what they show is never out of date. Start at `get_balance`.
+lock and expire it first, so what they show is never out of date (`read_current`, which `holds` reads through
+too). Start at `get_balance`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, Row, bindparam
 from sqlmodel import Session, select
@@ -20,6 +21,8 @@ from litesubs.services.errors import InvalidRequest, NotFound
 from litesubs.services.ledger.model import MAX_PAGE_SIZE, CustomerBalance, LedgerPage, LotSummary
 from litesubs.services.ledger.rules import SPENDING_ORDER, has_due_lots
 from litesubs.services.ledger.transaction import lock_customer
+
+T = TypeVar("T")
 
 
 def get_balance(
@@ -80,21 +83,35 @@ def list_entries(
     if cursor is not None:
         statement = statement.where(LedgerEntry.id < decode_cursor(cursor))
     statement = statement.order_by(LedgerEntry.id.desc()).limit(limit + 1)
-    now = now or utcnow()
+    entries = read_current(
+        creator_id=creator_id,
+        customer_id=customer_id,
+        read=lambda session: tuple(session.exec(statement)),
+        now=now or utcnow(),
+        engine=engine,
+    )
+    if len(entries) <= limit:
+        return LedgerPage(entries=entries, next_cursor=None)
+    return LedgerPage(entries=entries[:limit], next_cursor=encode_cursor(entries[limit - 1].id))
+
+
+def read_current(
+    *, creator_id: int, customer_id: int, read: Callable[[Session], T], now: datetime, engine: Engine | None
+) -> T:
+    """`read` of the customer's rows as they are at `now` (`NotFound` for anyone else's customer): a plain read,
+    unless a lot or hold of the customer is due; then under the customer's lock, after expiring it, so the read
+    shows its expiry or release."""
     with read_session(engine) as session:
         customer = session.exec(
             select(Customer).where(Customer.id == customer_id, Customer.creator_id == creator_id)
         ).first()
         if customer is None:
             raise NotFound("No such customer.")
-        entries = None if has_due_lots(customer, now) else tuple(session.exec(statement))
-    if entries is None:  # a lot is due: expire it under the lock first, so the page shows its expiry entry
-        with write_session(engine) as session:
-            lock_customer(session, creator_id=creator_id, customer_id=customer_id, now=now)
-            entries = tuple(session.exec(statement))
-    if len(entries) <= limit:
-        return LedgerPage(entries=entries, next_cursor=None)
-    return LedgerPage(entries=entries[:limit], next_cursor=encode_cursor(entries[limit - 1].id))
+        if not has_due_lots(customer, now):
+            return read(session)
+    with write_session(engine) as session:
+        lock_customer(session, creator_id=creator_id, customer_id=customer_id, now=now)
+        return read(session)
 
 
 # `get_balance`'s read: the customer's balance, held credits, status and next expiry, with its open lots in
