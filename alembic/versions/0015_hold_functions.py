@@ -5,9 +5,10 @@ Revises: 0014
 Create Date: 2026-12-02 19:00:00
 
 `holds.place_hold` and the ending of a hold (`capture_hold`, `release_hold`) call them in autocommit, as
-`ledger.postgres.debit_in_one_call` calls `ledger_debit` (0014), whose shape they follow: claim the key, then lock
-the customer (the general path's order), then every write, the key's outcome included, in one round trip and one
-transaction. They leave every rare case to the general path having written nothing, through
+`ledger.postgres.debit_in_one_call` calls `ledger_debit` (0014), whose shape and step functions they share: claim
+the key (`ledger_claim`), then lock the customer (the general path's order; `ledger_lock_for_spending` for a
+placing), take from the lots (`ledger_take_from_lots`), then every write, the key's outcome included, in one round
+trip and one transaction. They leave every rare case to the general path having written nothing, through
 `ledger_debit_leave`: verdict 'general' before a key is claimed, SQLSTATE LS001 (rolling the claim back) after.
 Rare cases: no such customer or hold, a key used before, something due (a lot or hold of the customer, or a lot
 of the hold past its expiry), a refusal with a key, a placing that makes `credits.low` or `credits.depleted`, a
@@ -56,60 +57,22 @@ CREATE FUNCTION hold_place(
     OUT o_status text
 ) LANGUAGE plpgsql AS $$
 DECLARE
-    locked record;
-    lot record;
-    still_needed bigint := p_amount;
-    taken bigint;
-    taken_lots jsonb := '[]';
-    lots_taken integer := 0;
-    single_lot integer;
-    threshold bigint;
+    taken record;
 BEGIN
-    IF p_key IS NOT NULL THEN
-        INSERT INTO idempotency_record (creator_id, key, request_hash, outcome, created_at)
-        VALUES (p_creator_id, p_key, p_request_hash, '', p_now)
-        ON CONFLICT (creator_id, key) DO NOTHING;
-        IF NOT FOUND THEN  -- used before: a replay or a conflict
-            o_verdict := 'general';
-            RETURN;
-        END IF;
-    END IF;
-    SELECT balance, status, next_expiry_at INTO locked
-    FROM customer WHERE id = p_customer_id AND creator_id = p_creator_id FOR UPDATE;
-    IF NOT FOUND OR locked.next_expiry_at <= p_now THEN  -- no such customer, or a lot or hold may be due
-        o_verdict := ledger_debit_leave(p_key IS NOT NULL);
+    IF NOT ledger_claim(p_creator_id, p_key, p_request_hash, p_now) THEN
+        o_verdict := 'general';
         RETURN;
     END IF;
-    o_balance := locked.balance;
-    o_status := locked.status;
-    IF locked.status = 'suspended' OR locked.balance < p_amount THEN
-        IF p_key IS NOT NULL THEN  -- the general path stores the refusal for the key
-            PERFORM ledger_debit_leave(true);
-        END IF;
-        o_verdict := 'refused';  -- refused whole: nothing written
+    SELECT spending.o_verdict, spending.o_balance, spending.o_status INTO o_verdict, o_balance, o_status
+    FROM ledger_lock_for_spending(p_creator_id, p_customer_id, p_amount, p_key IS NOT NULL, p_now) AS spending;
+    IF o_verdict <> 'spend' THEN
         RETURN;
     END IF;
-    threshold := (SELECT credits_low_threshold FROM webhook_settings WHERE creator_id = p_creator_id);
-    IF locked.balance = p_amount OR (locked.balance - p_amount < threshold AND threshold <= locked.balance) THEN
-        o_verdict := ledger_debit_leave(p_key IS NOT NULL);  -- credits.depleted or credits.low: the general path
-        RETURN;
-    END IF;
-    FOR lot IN
-        SELECT id, remaining FROM credit_lot WHERE customer_id = p_customer_id AND remaining > 0
-        ORDER BY expires_at ASC NULLS LAST, created_at, id  -- ledger.rules.SPENDING_ORDER
-    LOOP
-        taken := least(lot.remaining, still_needed);
-        UPDATE credit_lot SET remaining = remaining - taken WHERE id = lot.id;
-        taken_lots := taken_lots || jsonb_build_object('lot_id', lot.id, 'amount', taken);
-        lots_taken := lots_taken + 1;
-        single_lot := CASE WHEN lots_taken = 1 THEN lot.id END;  -- the one lot, or NULL for several
-        still_needed := still_needed - taken;
-        EXIT WHEN still_needed = 0;
-    END LOOP;
+    SELECT o_lots, o_single_lot INTO taken FROM ledger_take_from_lots(p_customer_id, p_amount);
     INSERT INTO hold (creator_id, customer_id, amount, captured, status, reason, expires_at, created_at, lots)
-    VALUES (p_creator_id, p_customer_id, p_amount, 0, 'active', p_reason, p_expires_at, p_now, taken_lots)
+    VALUES (p_creator_id, p_customer_id, p_amount, 0, 'active', p_reason, p_expires_at, p_now, taken.o_lots)
     RETURNING id INTO o_hold_id;
-    o_balance := locked.balance - p_amount;
+    o_balance := o_balance - p_amount;
     UPDATE customer
     SET balance = o_balance, held = held + p_amount, next_expiry_at = least(next_expiry_at, p_expires_at),
         updated_at = p_now
@@ -119,8 +82,8 @@ BEGIN
         idempotency_key, created_at
     )
     VALUES (
-        p_creator_id, p_customer_id, single_lot, o_hold_id, -p_amount, o_balance, 'hold', p_reason, p_actor_type,
-        p_actor_id, p_key, p_now
+        p_creator_id, p_customer_id, taken.o_single_lot, o_hold_id, -p_amount, o_balance, 'hold', p_reason,
+        p_actor_type, p_actor_id, p_key, p_now
     );
     IF p_key IS NOT NULL THEN  -- the HoldSummary Python wrote, with its id
         UPDATE idempotency_record
@@ -169,14 +132,9 @@ DECLARE
     lots_back integer := 0;
     soonest_back timestamptz;
 BEGIN
-    IF p_key IS NOT NULL THEN
-        INSERT INTO idempotency_record (creator_id, key, request_hash, outcome, created_at)
-        VALUES (p_creator_id, p_key, p_request_hash, '', p_now)
-        ON CONFLICT (creator_id, key) DO NOTHING;
-        IF NOT FOUND THEN  -- used before: a replay or a conflict
-            o_verdict := 'general';
-            RETURN;
-        END IF;
+    IF NOT ledger_claim(p_creator_id, p_key, p_request_hash, p_now) THEN
+        o_verdict := 'general';
+        RETURN;
     END IF;
     o_customer_id := (SELECT customer_id FROM hold WHERE id = p_hold_id AND creator_id = p_creator_id);
     SELECT balance, next_expiry_at INTO locked FROM customer WHERE id = o_customer_id FOR UPDATE;
@@ -208,10 +166,7 @@ BEGIN
         )
         OR (
             p_status = 'captured' AND p_reason_json IS NULL AND hold_row.reason ~ '[^\\x01-\\x7f]'
-            AND EXISTS (
-                SELECT FROM webhook_endpoint
-                WHERE creator_id = p_creator_id AND enabled AND event_types LIKE '%,credits.debited,%'
-            )
+            AND ledger_debited_subscribed(p_creator_id)
         )
     THEN  -- more than it holds, a lot of it taken back or due, or an event Python must write
         o_verdict := ledger_debit_leave(p_key IS NOT NULL);
@@ -250,10 +205,8 @@ BEGIN
         p_key, p_now
     )
     RETURNING id INTO o_entry_id;
-    IF p_status = 'captured' AND EXISTS (
-        SELECT FROM webhook_endpoint
-        WHERE creator_id = p_creator_id AND enabled AND event_types LIKE '%,credits.debited,%'
-    ) THEN  -- webhooks.credits_data of the capture, as Python's compact JSON writes it
+    IF p_status = 'captured' AND ledger_debited_subscribed(p_creator_id) THEN
+        -- webhooks.credits_data of the capture, as Python's compact JSON writes it
         INSERT INTO webhook_event (creator_id, type, data, ledger_entry_id, created_at)
         VALUES (
             p_creator_id, 'credits.debited',
