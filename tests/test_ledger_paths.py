@@ -10,21 +10,20 @@ answer must match, and so must the ledgers, the lots, the idempotency records an
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
-from sqlmodel import Session, select
 
-from litesubs.models import CreditLot, Customer, IdempotencyRecord, LedgerEntry, WebhookEvent, utcnow
+from litesubs.models import Customer, utcnow
 from litesubs.services import webhooks
 from litesubs.services.customers import reactivate_customer, suspend_customer
 from litesubs.services.errors import DomainError
 from litesubs.services.ledger import Actor, LedgerResult, debit, grant
 from tests.invariants import assert_invariants
 from tests.ledger_factories import new_customer
+from tests.paths import books_of, comparable
 
 API_KEY = Actor("api_key", 5)
 HOUR = timedelta(hours=1)
@@ -44,7 +43,7 @@ operations = st.lists(
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(plan=operations, threshold=st.none() | st.integers(1, 50))
-def test_the_fast_path_and_the_general_path_keep_the_same_books(
+def test_the_fast_path_and_the_general_path_keep_the_samebooks_of(
     postgres_engine: Engine, plan: list[tuple], threshold: int | None
 ) -> None:
     engine = postgres_engine
@@ -64,12 +63,12 @@ def test_the_fast_path_and_the_general_path_keep_the_same_books(
             now += amount
             continue
         answers = [
-            _comparable(engine, customer, _apply(engine, customer, operation, amount, extra, now, fast_path=fast_path))
+            comparable(engine, customer, _apply(engine, customer, operation, amount, extra, now, fast_path=fast_path))
             for customer, fast_path in ((fast, True), (general, False))
         ]
         assert answers[0] == answers[1], (operation, amount, extra)
 
-    assert _books(engine, fast) == _books(engine, general)
+    assert books_of(engine, fast) == books_of(engine, general)
     for customer in (fast, general):
         assert_invariants(engine, customer.id)
 
@@ -91,80 +90,3 @@ def _apply(
     except DomainError as error:
         return error
     return None
-
-
-def _comparable(engine: Engine, customer: Customer, answer: LedgerResult | DomainError | None) -> tuple | None:
-    if answer is None:
-        return None
-    if isinstance(answer, DomainError):
-        return (type(answer).__name__, answer.message, getattr(answer, "replayed", False))
-    entries, lots = _numbers(engine, customer)
-    return (
-        entries[answer.entry_id],
-        answer.kind,
-        answer.delta,
-        answer.balance_after,
-        lots.get(answer.lot_id),
-        answer.created_at,
-        answer.replayed,
-    )
-
-
-def _numbers(engine: Engine, customer: Customer) -> tuple[dict[int, int], dict[int, int]]:
-    """Each ledger entry's and lot's number within the customer (ids differ between the two customers)."""
-    with Session(engine) as session:
-        entries = session.exec(select(LedgerEntry.id).where(LedgerEntry.customer_id == customer.id)).all()
-        lots = session.exec(select(CreditLot.id).where(CreditLot.customer_id == customer.id)).all()
-    return {id_: n for n, id_ in enumerate(sorted(entries))}, {id_: n for n, id_ in enumerate(sorted(lots))}
-
-
-def _books(engine: Engine, customer: Customer) -> dict:
-    """What the database holds for the customer, ids replaced by numbers within the customer."""
-    entry_number, lot_number = _numbers(engine, customer)
-    with Session(engine) as session:
-        row = session.get(Customer, customer.id)
-        entries = session.exec(
-            select(LedgerEntry).where(LedgerEntry.customer_id == customer.id).order_by(LedgerEntry.id)
-        ).all()
-        lots = session.exec(select(CreditLot).where(CreditLot.customer_id == customer.id).order_by(CreditLot.id)).all()
-        records = session.exec(
-            select(IdempotencyRecord).where(IdempotencyRecord.creator_id == customer.creator_id)
-        ).all()
-        events = session.exec(
-            select(WebhookEvent).where(WebhookEvent.creator_id == customer.creator_id).order_by(WebhookEvent.id)
-        ).all()
-
-    def outcome(text: str) -> str:
-        stored = json.loads(text)
-        if "result" in stored:
-            result = stored["result"]
-            result |= {"entry_id": entry_number[result["entry_id"]], "lot_id": lot_number.get(result["lot_id"])}
-            del result["customer_id"]
-        return json.dumps(stored, sort_keys=True)
-
-    def data(text: str) -> dict:
-        return {name: value for name, value in json.loads(text).items() if name not in ("customer_id", "buyer_email")}
-
-    return {
-        "customer": (row.balance, row.held, row.status, row.next_expiry_at),
-        "entries": [
-            (
-                entry.kind,
-                entry.delta,
-                entry.balance_after,
-                lot_number.get(entry.lot_id),
-                entry.reason,
-                entry.actor_type,
-                entry.actor_id,
-                entry.idempotency_key,
-                entry.created_at,
-            )
-            for entry in entries
-        ],
-        "lots": [(lot.source, lot.granted, lot.remaining, lot.expires_at, lot.created_at) for lot in lots],
-        "keys": sorted((record.key, record.created_at, outcome(record.outcome)) for record in records),
-        "events": [
-            (event.type, data(event.data), entry_number.get(event.ledger_entry_id), event.created_at)
-            for event in events
-        ],
-    }
