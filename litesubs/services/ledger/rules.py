@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CTE, ColumnElement, Row, ScalarSelect, Select, case, func
+from sqlalchemy import ColumnElement, Row, Select, case, func
 from sqlmodel import select
 
 from litesubs.models import CreditLot, Customer
@@ -35,11 +35,6 @@ def lots_to_take(customer_id: int | ColumnElement[int], amount: int | ColumnElem
     still_needed = amount - lots.c.earlier
     take = case((lots.c.remaining < still_needed, lots.c.remaining), else_=still_needed)
     return select(lots.c.id, take.label("take")).where(lots.c.earlier < amount).order_by(lots.c.earlier)
-
-
-def single_lot(taken: CTE) -> ScalarSelect[int | None]:
-    """The one lot a spend took from (rows of id and take), or NULL where it took from several."""
-    return select(case((func.count() == 1, func.min(taken.c.id)))).select_from(taken).scalar_subquery()
 
 
 def lot_of_each(lots: list[Row], amounts: list[int]) -> list[int | None]:
